@@ -1,0 +1,99 @@
+"""Small, picklable manifests the assets hand to each other (paths plus measurements)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RequestSnapshot:
+    """The request as it was when the run started (see the ``request`` asset)."""
+
+    request_id: str
+    user_id: str
+    prompt: str | None
+    script: str | None
+    portrait_path: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScriptManifest:
+    """The narration: full text, and its speakable segments in order."""
+
+    request_id: str
+    text: str
+    segments: list[str]
+    backend: str
+    path: str
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """One segment's audio file.
+
+    Attributes:
+        path: absolute WAV path.
+        duration_s: seconds.
+        sample_rate: Hz.
+        integrated_lufs: BS.1770-4 integrated loudness, LUFS (None when not measured).
+        true_peak_dbtp: BS.1770-4 Annex 2 true peak, dBTP (None when not measured).
+    """
+
+    path: str
+    duration_s: float
+    sample_rate: int
+    integrated_lufs: float | None = None
+    true_peak_dbtp: float | None = None
+
+
+@dataclass(frozen=True)
+class AudioManifest:
+    """The audio clips of one request, one per script segment."""
+
+    request_id: str
+    clips: list[AudioClip]
+    target_lufs: float | None = None
+
+
+@dataclass(frozen=True)
+class VideoSegment:
+    """One lip-synced segment: MP4 path, seconds, frame count."""
+
+    path: str
+    duration_s: float
+    frames: int
+
+
+@dataclass(frozen=True)
+class SegmentsManifest:
+    """The lip-synced segments of one request, in script order."""
+
+    request_id: str
+    segments: list[VideoSegment]
+    fps: float
+    backend: str
+
+
+@dataclass(frozen=True)
+class VideoManifest:
+    """The stitched, fast-start MP4 and its probe results (seconds)."""
+
+    request_id: str
+    path: str
+    duration_s: float
+    video_duration_s: float
+    audio_duration_s: float
+    av_drift_s: float
+    faststart: bool
+
+
+@dataclass(frozen=True)
+class HlsManifest:
+    """The HLS VOD rendition: playlist path and segment files."""
+
+    request_id: str
+    playlist: str
+    segments: list[str]
+    target_duration_s: float

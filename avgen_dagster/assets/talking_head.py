@@ -1,0 +1,429 @@
+"""The talking-head chain: request → script → tts_clips → normalized_audio → lipsync_segments
+→ stitched_mp4 → hls, every asset partitioned by ``user_id``.
+
+Each asset is thin: it reads its upstream manifest, calls ``media/`` or a backend, writes its
+files atomically under ``<content root>/<user_id>/<request_id>/<asset>/`` and returns a
+manifest with metadata for the Dagster UI.
+"""
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from avgen_dagster.assets.manifests import (
+    AudioClip,
+    AudioManifest,
+    HlsManifest,
+    RequestSnapshot,
+    ScriptManifest,
+    SegmentsManifest,
+    VideoManifest,
+    VideoSegment,
+)
+from avgen_dagster.assets.previews import thumbnail_markdown
+from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media.atomic import atomic_path
+from avgen_dagster.partitions import user_partitions
+from avgen_dagster.resources import (
+    AppDatabaseResource,
+    ContentStore,
+    LipsyncBackendResource,
+    MediaChainResource,
+    SpeechBackendResource,
+    TextBackendResource,
+)
+from avgen_dagster.store.requests import get_request, latest_request, mark_processing
+
+REQUEST_ID_TAG = "avgen/request_id"
+USER_ID_TAG = "avgen/user_id"
+GROUP = "talking_head"
+DEFAULT_MAX_WORDS = 110  # ≈ 45 s of narration at ~150 words per minute
+PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _option(snapshot: RequestSnapshot, name: str, default: float) -> float:
+    value = snapshot.options.get(name)
+    return default if value is None else float(value)
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"sqlite", "python"},
+    description=(
+        "Snapshot of the user's generation request (prompt or script, portrait, options) taken "
+        "from the app database: the request named by the run tag `avgen/request_id`, else the "
+        "user's newest. Marks the request Processing."
+    ),
+)
+def request(
+    context: dg.AssetExecutionContext, app_db: AppDatabaseResource, content: ContentStore
+) -> dg.MaterializeResult:
+    """Read and validate the request; write ``request/request.json``."""
+    from avgen_dagster.media.faces import load_image_rgb, require_face
+
+    user_id = context.partition_key
+    request_id = context.run.tags.get(REQUEST_ID_TAG)
+    db = app_db.get()
+    with db.session() as s:
+        req = get_request(s, request_id) if request_id else latest_request(s, user_id)
+        if req is None:
+            raise InvalidInputError(f"user {user_id!r} has no generation request")
+        if req.user_id != user_id:
+            raise InvalidInputError(
+                f"request {req.request_id} belongs to user {req.user_id!r}, not {user_id!r}"
+            )
+        mark_processing(s, req.request_id, run_id=context.run.run_id)
+        snapshot = RequestSnapshot(
+            request_id=req.request_id,
+            user_id=req.user_id,
+            prompt=req.prompt,
+            script=req.script,
+            portrait_path=req.portrait_path or "",
+            options=dict(req.options or {}),
+        )
+    portrait = load_image_rgb(Path(snapshot.portrait_path))
+    require_face(portrait, Path(snapshot.portrait_path).name)
+    out = content.asset_dir(user_id, snapshot.request_id, "request") / "request.json"
+    _write_text(out, json.dumps(asdict(snapshot), indent=2))
+    return dg.MaterializeResult(
+        value=snapshot,
+        metadata={
+            "request_id": snapshot.request_id,
+            "source": "script" if snapshot.script is not None else "prompt",
+            "prompt": dg.MetadataValue.md(snapshot.prompt or "_(user's own script)_"),
+            "portrait": dg.MetadataValue.path(snapshot.portrait_path),
+            "portrait_size": f"{portrait.shape[1]}x{portrait.shape[0]}",
+            "options": dg.MetadataValue.json(snapshot.options),
+            "path": dg.MetadataValue.path(str(out)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"transformers", "python"},
+    description=(
+        "The narration: written by the text backend (SmolLM2 by default) from the prompt, or the "
+        "user's own script; cleaned (no emojis, stage directions or markdown) and split into "
+        "speakable segments."
+    ),
+)
+def script(
+    context: dg.AssetExecutionContext,
+    request: RequestSnapshot,
+    text_backend: TextBackendResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Write ``script/script.txt`` and ``script/segments.json``."""
+    from avgen_dagster.backends.textproc import split_segments
+
+    if request.script is not None:
+        writer = text_backend.verbatim_writer()
+        text = writer.write(request.script, max_words=10**6)
+    else:
+        writer = text_backend.script_writer()
+        max_words = int(_option(request, "max_words", DEFAULT_MAX_WORDS))
+        context.log.info(f"Writing a narration of up to {max_words} words with {writer.name}")
+        text = writer.write(request.prompt or "", max_words=max_words)
+    segments = split_segments(text)
+    folder = content.asset_dir(request.user_id, request.request_id, "script")
+    _write_text(folder / "segments.json", json.dumps(segments, indent=2))
+    _write_text(folder / "script.txt", text)
+    numbered = "\n".join(f"{i + 1}. {seg}" for i, seg in enumerate(segments))
+    return dg.MaterializeResult(
+        value=ScriptManifest(
+            request_id=request.request_id,
+            text=text,
+            segments=segments,
+            backend=writer.name,
+            path=str(folder / "script.txt"),
+        ),
+        metadata={
+            "script": dg.MetadataValue.md(text),
+            "segments": dg.MetadataValue.md(numbered),
+            "segment_count": len(segments),
+            "word_count": len(text.split()),
+            "backend": writer.name,
+            "path": dg.MetadataValue.path(str(folder / "script.txt")),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"piper", "python"},
+    description="One WAV per script segment from the speech backend (Piper by default).",
+)
+def tts_clips(
+    context: dg.AssetExecutionContext,
+    script: ScriptManifest,
+    request: RequestSnapshot,
+    speech_backend: SpeechBackendResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Synthesize each segment to ``tts_clips/segment_NNN.wav``."""
+    from avgen_dagster.media.audio_io import write_wav
+
+    synth = speech_backend.synthesizer()
+    folder = content.asset_dir(request.user_id, request.request_id, "tts_clips")
+    clips: list[AudioClip] = []
+    for i, text in enumerate(script.segments):
+        samples = synth.synthesize(text)
+        path = folder / f"segment_{i:03d}.wav"
+        write_wav(path, samples, synth.sample_rate)
+        duration = len(samples) / synth.sample_rate
+        clips.append(AudioClip(str(path), duration, synth.sample_rate))
+        context.log.info(f"segment {i + 1}/{len(script.segments)}: {duration:.2f} s")
+    total = sum(c.duration_s for c in clips)
+    return dg.MaterializeResult(
+        value=AudioManifest(request_id=request.request_id, clips=clips),
+        metadata={
+            "clip_count": len(clips),
+            "total_duration_s": dg.MetadataValue.float(round(total, 3)),
+            "durations_s": dg.MetadataValue.json([round(c.duration_s, 3) for c in clips]),
+            "sample_rate_hz": synth.sample_rate,
+            "backend": synth.name,
+            "folder": dg.MetadataValue.path(str(folder)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"python"},
+    description=(
+        "Each clip normalised to the integrated loudness target (ITU-R BS.1770-4 / EBU R128, "
+        "default −16 LUFS) with a true-peak limiter (≤ −1 dBTP)."
+    ),
+)
+def normalized_audio(
+    tts_clips: AudioManifest,
+    request: RequestSnapshot,
+    media: MediaChainResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Write ``normalized_audio/segment_NNN.wav`` at the loudness target."""
+    from avgen_dagster.media.audio_io import read_wav, write_wav
+    from avgen_dagster.media.loudness import normalize_loudness
+
+    target = _option(request, "target_lufs", media.target_lufs)
+    folder = content.asset_dir(request.user_id, request.request_id, "normalized_audio")
+    clips: list[AudioClip] = []
+    for clip in tts_clips.clips:
+        samples, sr = read_wav(Path(clip.path))
+        result = normalize_loudness(
+            samples, sr, target_lufs=target, max_true_peak_dbtp=media.max_true_peak_dbtp
+        )
+        path = folder / Path(clip.path).name
+        write_wav(path, result.samples, sr)
+        clips.append(
+            AudioClip(
+                str(path),
+                len(result.samples) / sr,
+                sr,
+                integrated_lufs=result.after.integrated_lufs,
+                true_peak_dbtp=result.after.true_peak_dbtp,
+            )
+        )
+    lufs = [c.integrated_lufs for c in clips if c.integrated_lufs is not None]
+    peaks = [c.true_peak_dbtp for c in clips if c.true_peak_dbtp is not None]
+    return dg.MaterializeResult(
+        value=AudioManifest(request_id=request.request_id, clips=clips, target_lufs=target),
+        metadata={
+            "target_lufs": dg.MetadataValue.float(target),
+            "integrated_lufs_min": dg.MetadataValue.float(round(min(lufs), 2)),
+            "integrated_lufs_max": dg.MetadataValue.float(round(max(lufs), 2)),
+            "true_peak_dbtp_max": dg.MetadataValue.float(round(max(peaks), 2)),
+            "per_clip": dg.MetadataValue.json(
+                [
+                    {
+                        "clip": Path(c.path).name,
+                        "lufs": round(c.integrated_lufs or 0.0, 2),
+                        "true_peak_dbtp": round(c.true_peak_dbtp or 0.0, 2),
+                    }
+                    for c in clips
+                ]
+            ),
+            "folder": dg.MetadataValue.path(str(folder)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"mediapipe", "python"},
+    description=(
+        "One MP4 per segment: the portrait's mouth driven by that segment's normalised audio "
+        "(landmark animation by default), 25 fps, with the audio."
+    ),
+)
+def lipsync_segments(
+    context: dg.AssetExecutionContext,
+    normalized_audio: AudioManifest,
+    request: RequestSnapshot,
+    lipsync_backend: LipsyncBackendResource,
+    media: MediaChainResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Write ``lipsync_segments/segment_NNN.mp4``."""
+    from avgen_dagster.media.audio_io import read_wav
+    from avgen_dagster.media.faces import load_image_rgb
+    from avgen_dagster.media.video_io import encode_segment_mp4
+
+    backend = lipsync_backend.lipsync()
+    portrait = load_image_rgb(Path(request.portrait_path))
+    folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
+    segments: list[VideoSegment] = []
+    preview_frame: np.ndarray | None = None
+    for i, clip in enumerate(normalized_audio.clips):
+        audio, sr = read_wav(Path(clip.path))
+        frames = 0
+
+        def counted(it: Iterator[np.ndarray], first: bool) -> Iterator[np.ndarray]:
+            # Count frames as they stream to the encoder; keep one early frame as a preview.
+            nonlocal frames, preview_frame
+            for frame in it:
+                if first and frames == PREVIEW_FRAME_INDEX:
+                    preview_frame = frame
+                frames += 1
+                yield frame
+
+        path = folder / f"segment_{i:03d}.mp4"
+        encode_segment_mp4(
+            counted(backend.animate(portrait, audio, sr), i == 0),
+            backend.fps,
+            audio,
+            sr,
+            path,
+            crf=18,
+        )
+        segments.append(VideoSegment(str(path), frames / backend.fps, frames))
+        context.log.info(f"segment {i + 1}/{len(normalized_audio.clips)}: {frames} frames")
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "segment_count": len(segments),
+        "frames": sum(s.frames for s in segments),
+        "fps": backend.fps,
+        "total_duration_s": dg.MetadataValue.float(round(sum(s.duration_s for s in segments), 3)),
+        "backend": backend.name,
+        "folder": dg.MetadataValue.path(str(folder)),
+    }
+    if preview_frame is not None:
+        metadata["preview"] = dg.MetadataValue.md(thumbnail_markdown(preview_frame))
+    return dg.MaterializeResult(
+        value=SegmentsManifest(
+            request_id=request.request_id, segments=segments, fps=backend.fps, backend=backend.name
+        ),
+        metadata=metadata,
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"ffmpeg", "python"},
+    description=(
+        "The segments joined with video and audio cross-fades in one H.264/AAC encode, fixed "
+        "GOP for HLS, fast-start MP4."
+    ),
+)
+def stitched_mp4(
+    lipsync_segments: SegmentsManifest,
+    request: RequestSnapshot,
+    media: MediaChainResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Write ``stitched_mp4/talking_head.mp4``."""
+    from avgen_dagster.media.audio_io import read_audio_track
+    from avgen_dagster.media.loudness import measure_loudness
+    from avgen_dagster.media.probe import is_faststart, probe_media
+    from avgen_dagster.media.stitch import stitch_segments
+
+    crossfade = _option(request, "crossfade_s", media.crossfade_s)
+    folder = content.asset_dir(request.user_id, request.request_id, "stitched_mp4")
+    out = folder / "talking_head.mp4"
+    stitch_segments(
+        [Path(s.path) for s in lipsync_segments.segments],
+        out,
+        crossfade_s=crossfade,
+        fps=lipsync_segments.fps,
+        gop_s=media.gop_s,
+        crf=media.crf,
+        preset=media.preset,
+    )
+    info = probe_media(out)
+    audio, sr = read_audio_track(out)
+    loud = measure_loudness(audio, sr)
+    manifest = VideoManifest(
+        request_id=request.request_id,
+        path=str(out),
+        duration_s=info.duration_s,
+        video_duration_s=info.video.duration_s if info.video else 0.0,
+        audio_duration_s=info.audio.duration_s if info.audio else 0.0,
+        av_drift_s=info.av_drift_s,
+        faststart=is_faststart(out),
+    )
+    return dg.MaterializeResult(
+        value=manifest,
+        metadata={
+            "path": dg.MetadataValue.path(str(out)),
+            "duration_s": dg.MetadataValue.float(round(info.duration_s, 3)),
+            "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
+            "audio_duration_s": dg.MetadataValue.float(round(manifest.audio_duration_s, 3)),
+            "av_drift_s": dg.MetadataValue.float(round(info.av_drift_s, 4)),
+            "integrated_lufs": dg.MetadataValue.float(round(loud.integrated_lufs, 2)),
+            "true_peak_dbtp": dg.MetadataValue.float(round(loud.true_peak_dbtp, 2)),
+            "crossfade_s": dg.MetadataValue.float(crossfade),
+            "segment_count": len(lipsync_segments.segments),
+            "faststart": manifest.faststart,
+            "size_bytes": out.stat().st_size,
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"ffmpeg", "python"},
+    description="HLS VOD rendition of the stitched MP4 by remuxing (no re-encode), ≤ 6 s segments.",
+)
+def hls(
+    stitched_mp4: VideoManifest,
+    request: RequestSnapshot,
+    media: MediaChainResource,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """Write ``hls/index.m3u8`` and its ``.ts`` segments (the folder appears whole)."""
+    from avgen_dagster.media.hls import export_hls
+
+    out_dir = content.request_dir(request.user_id, request.request_id) / "hls"
+    result = export_hls(Path(stitched_mp4.path), out_dir, segment_s=media.hls_segment_s)
+    return dg.MaterializeResult(
+        value=HlsManifest(
+            request_id=request.request_id,
+            playlist=str(result.playlist),
+            segments=[str(p) for p in result.segments],
+            target_duration_s=result.target_duration_s,
+        ),
+        metadata={
+            "playlist": dg.MetadataValue.path(str(result.playlist)),
+            "segment_count": len(result.segments),
+            "target_duration_s": dg.MetadataValue.float(result.target_duration_s),
+            "segment_durations_s": dg.MetadataValue.json(
+                [round(d, 3) for d in result.segment_durations_s]
+            ),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Generation backends per modality (no Dagster import): text, speech, lipsync."""

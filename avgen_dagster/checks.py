@@ -1,0 +1,80 @@
+"""Asset checks on the talking-head outputs: loudness, true peak, A/V sync, HLS validity."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from avgen_dagster.assets.manifests import AudioManifest, HlsManifest, VideoManifest
+from avgen_dagster.assets.talking_head import hls, normalized_audio, stitched_mp4
+
+LOUDNESS_TOLERANCE_LU = 0.5  # EBU R128 allows ±0.5 LU around the target for programmes.
+MAX_TRUE_PEAK_DBTP = -1.0  # EBU R128 maximum permitted true peak level.
+
+
+@dg.asset_check(asset=normalized_audio, description="Every clip within ±0.5 LU of the target.")
+def loudness_on_target(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
+    """Passes when each clip's integrated loudness is within ±0.5 LU of the target (EBU R128)."""
+    target = normalized_audio.target_lufs
+    off = [
+        (Path(c.path).name, c.integrated_lufs)
+        for c in normalized_audio.clips
+        if c.integrated_lufs is None
+        or target is None
+        or abs(c.integrated_lufs - target) > LOUDNESS_TOLERANCE_LU
+    ]
+    return dg.AssetCheckResult(
+        passed=not off,
+        metadata={
+            "target_lufs": target,
+            "tolerance_lu": LOUDNESS_TOLERANCE_LU,
+            "clips_off_target": dg.MetadataValue.json([f"{n}: {v}" for n, v in off]),
+        },
+    )
+
+
+@dg.asset_check(asset=normalized_audio, description="Every clip's true peak ≤ −1 dBTP.")
+def true_peak_limited(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
+    """Passes when every clip's true peak (BS.1770-4 Annex 2) is ≤ −1 dBTP."""
+    peaks = [c.true_peak_dbtp for c in normalized_audio.clips]
+    worst = max((p for p in peaks if p is not None), default=None)
+    passed = worst is not None and all(p is not None for p in peaks) and worst <= MAX_TRUE_PEAK_DBTP
+    return dg.AssetCheckResult(
+        passed=passed,
+        metadata={"max_true_peak_dbtp": worst, "limit_dbtp": MAX_TRUE_PEAK_DBTP},
+    )
+
+
+@dg.asset_check(asset=stitched_mp4, description="Audio and video durations match (≤ 1 frame).")
+def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
+    """Passes when |video − audio| duration ≤ 1 frame at 25 fps (0.04 s) and the MP4 is
+    fast-start."""
+    drift = abs(stitched_mp4.video_duration_s - stitched_mp4.audio_duration_s)
+    return dg.AssetCheckResult(
+        passed=drift <= 0.04 + 1e-6 and stitched_mp4.faststart,
+        metadata={
+            "video_duration_s": stitched_mp4.video_duration_s,
+            "audio_duration_s": stitched_mp4.audio_duration_s,
+            "drift_s": round(drift, 4),
+            "faststart": stitched_mp4.faststart,
+        },
+    )
+
+
+@dg.asset_check(asset=hls, description="The HLS playlist follows RFC 8216 / Apple's rules.")
+def hls_playlist_valid(hls: HlsManifest) -> dg.AssetCheckResult:
+    """Passes when :func:`~avgen_dagster.media.hls.validate_hls_playlist` finds no problem."""
+    from avgen_dagster.media.hls import validate_hls_playlist
+
+    problems = validate_hls_playlist(Path(hls.playlist))
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"problems": dg.MetadataValue.json(problems), "playlist": hls.playlist},
+    )
+
+
+talking_head_checks = [
+    loudness_on_target,
+    true_peak_limited,
+    av_durations_match,
+    hls_playlist_valid,
+]

@@ -1,0 +1,321 @@
+"""The ``avgen`` command: record a request and run the talking-head job now, or manage the DB.
+
+``avgen generate`` validates every input before anything is written (no folder, no database
+row on bad input), records the request, materializes ``talking_head_job`` for the user's
+partition on the Dagster instance at ``DAGSTER_HOME`` (so the run shows in ``dagster dev``),
+shows progress per stage and prints the output paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from tqdm import tqdm
+
+from avgen_dagster.errors import AvgenError, InvalidInputError
+from avgen_dagster.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="avgen",
+    help="avgen: personal AI media as Dagster assets partitioned by user_id.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The app database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+MAX_SCRIPT_BYTES = 200_000
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def _read_script_file(path: Path) -> str:
+    if not path.is_file():
+        raise InvalidInputError(f"script file {str(path)!r} does not exist")
+    if path.stat().st_size > MAX_SCRIPT_BYTES:
+        raise InvalidInputError(
+            f"script file {str(path)!r} is {path.stat().st_size} bytes; the limit is "
+            f"{MAX_SCRIPT_BYTES}"
+        )
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(f"script file {str(path)!r} is not UTF-8 text") from exc
+
+
+def validate_inputs(
+    user_id: str, prompt: str | None, script_file: Path | None, portrait: Path
+) -> tuple[str | None, str | None]:
+    """Check every input of ``generate`` before anything is written.
+
+    Returns:
+        (prompt, script): the validated prompt or script text (exactly one is not None).
+
+    Raises:
+        InvalidInputError: naming the bad input (user id, prompt, script, portrait);
+            NoFaceError when the portrait shows no face.
+    """
+    from avgen_dagster.backends.textproc import validate_prompt, validate_script
+    from avgen_dagster.media.faces import load_image_rgb, require_face
+    from avgen_dagster.validation import validate_user_id
+
+    validate_user_id(user_id)
+    if (prompt is None) == (script_file is None):
+        raise InvalidInputError("give exactly one of --prompt and --script-file")
+    script = None
+    if prompt is not None:
+        prompt = validate_prompt(prompt)
+    else:
+        assert script_file is not None
+        script = validate_script(_read_script_file(script_file))
+    image = load_image_rgb(portrait)
+    require_face(image, portrait.name)
+    return prompt, script
+
+
+def _ensure_dagster_home(settings: Settings) -> Path:
+    home = settings.dagster_home_path
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+class _StageProgress:
+    """Prints the run's steps as they finish, polling the instance's event log."""
+
+    def __init__(self, instance: Any, run_id: str, total: int, enabled: bool) -> None:
+        self._instance = instance
+        self._run_id = run_id
+        self._stop = threading.Event()
+        self._bar = tqdm(
+            total=total, desc="starting", unit="step", disable=not enabled, file=sys.stderr
+        )
+        self._seen: set[int] = set()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> _StageProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._update()
+        self._bar.close()
+
+    def _update(self) -> None:
+        import dagster as dg
+
+        records = self._instance.all_logs(
+            self._run_id,
+            of_type={
+                dg.DagsterEventType.STEP_START,
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            },
+        )
+        for rec in records:
+            if rec.storage_id in self._seen or rec.dagster_event is None:
+                continue
+            self._seen.add(rec.storage_id)
+            ev = rec.dagster_event
+            if ev.event_type == dg.DagsterEventType.STEP_START:
+                self._bar.set_description(f"running {ev.step_key}")
+            elif ev.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                self._bar.update(1)
+                self._bar.write(f"  done   {ev.step_key}", file=sys.stderr)
+            else:
+                self._bar.write(f"  FAILED {ev.step_key}", file=sys.stderr)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                self._update()
+            except Exception:  # progress display must never break the run
+                pass
+
+
+@app.command()
+def generate(
+    user_id: Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")],
+    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG).")],
+    prompt: Annotated[str | None, typer.Option("--prompt", help="What to talk about.")] = None,
+    script_file: Annotated[
+        Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
+    ] = None,
+    target_lufs: Annotated[
+        float | None,
+        typer.Option("--target-lufs", help="Integrated loudness target, LUFS (default -16)."),
+    ] = None,
+    crossfade: Annotated[
+        float | None, typer.Option("--crossfade", help="Cross-fade between segments, seconds.")
+    ] = None,
+    max_words: Annotated[
+        int | None, typer.Option("--max-words", help="Length of an LLM-written narration.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Record a request and run the talking-head job for it now."""
+    try:
+        prompt, script = validate_inputs(user_id, prompt, script_file, portrait)
+        options = _options(target_lufs, crossfade, max_words)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    result = run_generation(
+        user_id=user_id,
+        prompt=prompt,
+        script=script,
+        portrait=portrait,
+        options=options,
+        show_progress=True,
+    )
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"request   {result['request_id']} ({result['status']})")
+        if result["status"] == "Completed":
+            typer.echo(f"MP4       {result['stitched_mp4']}")
+            typer.echo(f"HLS       {result['hls_playlist']}")
+    if result["status"] != "Completed":
+        raise _fail(f"generation failed: {result['error']}", EXIT_RUN_FAILED)
+
+
+def _options(
+    target_lufs: float | None, crossfade: float | None, max_words: int | None
+) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if target_lufs is not None:
+        if not -40.0 <= target_lufs <= -5.0:
+            raise InvalidInputError(f"--target-lufs {target_lufs} is outside -40..-5 LUFS")
+        options["target_lufs"] = target_lufs
+    if crossfade is not None:
+        if not 0.0 <= crossfade <= 2.0:
+            raise InvalidInputError(f"--crossfade {crossfade} is outside 0..2 seconds")
+        options["crossfade_s"] = crossfade
+    if max_words is not None:
+        if not 10 <= max_words <= 600:
+            raise InvalidInputError(f"--max-words {max_words} is outside 10..600")
+        options["max_words"] = max_words
+    return options
+
+
+def run_generation(
+    *,
+    user_id: str,
+    prompt: str | None,
+    script: str | None,
+    portrait: Path,
+    options: dict[str, Any],
+    show_progress: bool = False,
+    instance: Any = None,
+    resources: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record a request (inputs already validated) and run ``talking_head_job`` for it.
+
+    Args:
+        instance: a ``DagsterInstance``; default the one at ``DAGSTER_HOME``.
+        resources: resource overrides (tests); default the embedded defaults.
+
+    Returns:
+        ``{"request_id", "user_id", "status", "stitched_mp4", "hls_playlist", "error",
+        "run_id"}`` with absolute paths (None when the run failed).
+    """
+    import dagster as dg
+    from dagster._core.utils import make_new_run_id
+
+    from avgen_dagster.definitions import build_definitions
+    from avgen_dagster.failures import REQUEST_ID_TAG, mark_request_failed, run_failure_reason
+    from avgen_dagster.media.atomic import atomic_path
+    from avgen_dagster.partitions import user_partitions
+    from avgen_dagster.resources import AppDatabaseResource, ContentStore
+    from avgen_dagster.store.models import RequestStatus, new_request_id
+    from avgen_dagster.store.requests import create_request, get_request
+
+    settings = get_settings()
+    if instance is None:
+        _ensure_dagster_home(settings)
+        instance = dg.DagsterInstance.get()
+    defs = build_definitions()
+    if resources:
+        defs = dg.Definitions.merge(defs, dg.Definitions(resources=resources))
+    db_resource: AppDatabaseResource = (resources or {}).get("app_db", AppDatabaseResource())
+    content: ContentStore = (resources or {}).get("content", ContentStore())
+    db = db_resource.get()
+
+    request_id = new_request_id()
+    stored_portrait = (
+        content.request_dir(user_id, request_id) / "input" / f"portrait{portrait.suffix.lower()}"
+    )
+    with atomic_path(stored_portrait) as tmp:
+        shutil.copyfile(portrait, tmp)
+    with db.session() as s:
+        create_request(
+            s,
+            user_id=user_id,
+            prompt=prompt,
+            script=script,
+            portrait_path=str(stored_portrait),
+            options=options,
+            status=RequestStatus.PROCESSING,
+            request_id=request_id,
+        )
+    if not instance.has_dynamic_partition(user_partitions.name, user_id):
+        instance.add_dynamic_partitions(user_partitions.name, [user_id])
+
+    job = defs.resolve_job_def("talking_head_job")
+    run_id = make_new_run_id()
+    steps = len(job.asset_layer.executable_asset_keys) + len(
+        list(job.asset_layer.asset_graph.asset_check_keys)
+    )
+    with _StageProgress(instance, run_id, steps, enabled=show_progress):
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=user_id,
+            run_id=run_id,
+            tags={REQUEST_ID_TAG: request_id, "avgen/user_id": user_id},
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    if not result.success:
+        mark_request_failed(db, request_id, run_failure_reason(instance, run_id))
+    with db.session() as s:
+        req = get_request(s, request_id)
+        mp4 = next((p for p in req.video_paths if p.endswith(".mp4")), None)
+        playlist = next((p for p in req.video_paths if p.endswith(".m3u8")), None)
+        return {
+            "request_id": request_id,
+            "user_id": user_id,
+            "status": req.status,
+            "stitched_mp4": mp4,
+            "hls_playlist": playlist,
+            "error": req.error,
+            "run_id": run_id,
+        }
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head",
+) -> None:
+    """Create or upgrade the app database schema (AVGEN_DATABASE_URL or SQLite)."""
+    from avgen_dagster.store.session import upgrade_database
+
+    url = get_settings().database_url
+    upgrade_database(url, revision)
+    typer.echo(f"app database at {url} upgraded to {revision}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,47 @@
+"""The avgen code location: assets, checks, jobs, sensors and resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from avgen_dagster.assets import records, talking_head
+from avgen_dagster.checks import talking_head_checks
+from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.resources import (
+    AppDatabaseResource,
+    ContentStore,
+    LipsyncBackendResource,
+    MediaChainResource,
+    SpeechBackendResource,
+    TextBackendResource,
+)
+from avgen_dagster.sensors import request_failure_sensor
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    """The embedded-default resources (paths and URLs from the environment, see settings)."""
+    return {
+        "app_db": AppDatabaseResource(),
+        "content": ContentStore(),
+        "text_backend": TextBackendResource(),
+        "speech_backend": SpeechBackendResource(),
+        "lipsync_backend": LipsyncBackendResource(),
+        "media": MediaChainResource(),
+    }
+
+
+def build_definitions() -> dg.Definitions:
+    """avgen's Dagster definitions with the embedded-default resources."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([talking_head, records]),
+        asset_checks=talking_head_checks,
+        jobs=[talking_head_job],
+        sensors=[request_failure_sensor],
+        resources=default_resources(),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location's definitions (loaded by ``dagster dev`` via workspace.yaml)."""
+    return build_definitions()

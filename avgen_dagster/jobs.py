@@ -1,0 +1,13 @@
+"""Jobs: the talking-head job, materializing the whole chain for one user partition."""
+
+import dagster as dg
+
+
+talking_head_job = dg.define_asset_job(
+    name="talking_head_job",
+    selection=dg.AssetSelection.groups("talking_head") | dg.AssetSelection.assets("content_record"),
+    description=(
+        "A narrated, lip-animated talking-head video (MP4 + HLS) from a prompt or script and a "
+        "portrait, for one user partition; marks the request Completed."
+    ),
+)

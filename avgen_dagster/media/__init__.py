@@ -1,0 +1,1 @@
+"""Pure media code (no Dagster import): audio I/O, loudness, encoding, stitching, HLS, probing."""

@@ -1,0 +1,136 @@
+"""WAV reading/writing and sample-rate conversion for mono speech audio.
+
+All samples inside avgen are ``float32`` mono arrays of shape ``(n,)`` with full scale at
+±1.0; sample rates are integers in Hz.
+"""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import scipy.io.wavfile
+import scipy.signal
+
+from avgen_dagster.errors import MediaError
+from avgen_dagster.media.atomic import atomic_path
+
+__all__ = ["read_wav", "resample", "to_mono_float32", "write_wav"]
+
+
+def to_mono_float32(data: np.ndarray) -> np.ndarray:
+    """Convert PCM samples of any WAV dtype/channel count to float32 mono in [-1, 1].
+
+    Args:
+        data: shape ``(n,)`` or ``(n, channels)``; dtype uint8 (offset binary), int16, int32
+            (24-bit WAVs are read by scipy as int32), float32 or float64.
+
+    Returns:
+        ``float32`` array of shape ``(n,)``; channels are averaged (downmix).
+
+    Raises:
+        MediaError: for an unsupported dtype or shape.
+    """
+    if data.ndim == 2:
+        data = data.astype(np.float64).mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    elif data.ndim != 1:
+        raise MediaError(f"audio must be 1-D or 2-D (samples, channels), got shape {data.shape}")
+    kind = data.dtype
+    if kind == np.uint8:
+        out = (data.astype(np.float32) - 128.0) / 128.0
+    elif kind == np.int16:
+        out = data.astype(np.float32) / 32768.0
+    elif kind == np.int32:
+        out = (data.astype(np.float64) / 2147483648.0).astype(np.float32)
+    elif np.issubdtype(kind, np.floating):
+        out = data.astype(np.float32)
+    else:
+        raise MediaError(f"unsupported audio sample dtype {kind}")
+    return np.clip(np.nan_to_num(out), -1.0, 1.0)
+
+
+def read_wav(path: Path | str) -> tuple[np.ndarray, int]:
+    """Read a WAV file as float32 mono.
+
+    Args:
+        path: a RIFF/WAVE file (PCM 8/16/24/32-bit or IEEE float, any channel count).
+
+    Returns:
+        ``(samples, sample_rate)``: ``samples`` is float32 of shape ``(n,)`` in [-1, 1]
+        (multi-channel files are downmixed by averaging), ``sample_rate`` in Hz.
+
+    Raises:
+        MediaError: if the file is missing, empty, corrupt or not a WAV file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"audio file not found: {path}")
+    try:
+        sample_rate, data = scipy.io.wavfile.read(path)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MediaError(f"cannot read WAV file {path}: {exc}") from exc
+    if sample_rate <= 0:
+        raise MediaError(f"WAV file {path} has an invalid sample rate {sample_rate}")
+    return to_mono_float32(np.asarray(data)), int(sample_rate)
+
+
+def write_wav(
+    path: Path | str, samples: np.ndarray, sample_rate: int, *, pcm16: bool = True
+) -> Path:
+    """Write mono samples to a WAV file atomically (temp file, then rename).
+
+    Args:
+        path: destination ``.wav`` path; parent folders are created.
+        samples: float array of shape ``(n,)`` in [-1, 1]; values outside are clipped, NaN
+            becomes 0.
+        sample_rate: Hz, > 0.
+        pcm16: True writes 16-bit PCM (rounded), False writes 32-bit IEEE float.
+
+    Returns:
+        ``path`` as a :class:`Path`.
+
+    Raises:
+        MediaError: on a bad sample array or sample rate, or if the file cannot be written.
+    """
+    path = Path(path)
+    x = np.asarray(samples)
+    if x.ndim != 1:
+        raise MediaError(f"write_wav expects mono samples of shape (n,), got {x.shape}")
+    if sample_rate <= 0:
+        raise MediaError(f"invalid sample rate {sample_rate} Hz")
+    x = np.clip(np.nan_to_num(x.astype(np.float32)), -1.0, 1.0)
+    data = np.round(x * 32767.0).astype(np.int16) if pcm16 else x
+    try:
+        with atomic_path(path) as tmp:
+            scipy.io.wavfile.write(tmp, int(sample_rate), data)
+    except OSError as exc:
+        raise MediaError(f"cannot write WAV file {path}: {exc}") from exc
+    return path
+
+
+def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Change the sample rate with a polyphase FIR (``scipy.signal.resample_poly``).
+
+    The ratio ``sr_out / sr_in`` is reduced by their GCD (22050 -> 48000 is up 320, down 147);
+    the anti-aliasing filter is scipy's default Kaiser window (beta 5).
+
+    Args:
+        samples: float array of shape ``(n,)``.
+        sr_in: input rate in Hz, > 0.
+        sr_out: output rate in Hz, > 0.
+
+    Returns:
+        float32 array of shape ``(ceil(n * sr_out / sr_in),)``.
+
+    Raises:
+        MediaError: on a non-positive sample rate.
+    """
+    if sr_in <= 0 or sr_out <= 0:
+        raise MediaError(f"sample rates must be positive, got {sr_in} -> {sr_out} Hz")
+    x = np.asarray(samples, dtype=np.float32)
+    if sr_in == sr_out or x.size == 0:
+        return x.copy()
+    g = gcd(int(sr_in), int(sr_out))
+    y = scipy.signal.resample_poly(x, int(sr_out) // g, int(sr_in) // g)
+    return y.astype(np.float32)

@@ -1,0 +1,165 @@
+"""Encode RGB frames plus mono audio into an MP4 segment, and decode frames back (PyAV).
+
+Frames are RGB ``uint8`` arrays of shape ``(H, W, 3)``; audio is float32 mono ``(n,)`` in
+[-1, 1]. Output MP4s carry H.264 (libx264, yuv420p) and AAC-LC at 48 kHz.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from avgen_dagster.errors import MediaError
+from avgen_dagster.media.atomic import atomic_path
+from avgen_dagster.media.audio_io import resample
+
+__all__ = ["AUDIO_RATE", "encode_segment_mp4", "fps_fraction", "read_video_frames"]
+
+#: Output audio sample rate, Hz (48 kHz: the MP4/HLS delivery norm, EBU R128 meters).
+AUDIO_RATE = 48_000
+_AUDIO_CHUNK = 1024  # AAC-LC frame length, samples
+
+
+def fps_fraction(fps: float | Fraction) -> Fraction:
+    """Frame rate as an exact fraction (29.97 -> 30000/1001, 25.0 -> 25).
+
+    Raises:
+        MediaError: if ``fps`` is not positive.
+    """
+    if fps <= 0:
+        raise MediaError(f"frame rate must be positive, got {fps}")
+    return Fraction(fps).limit_denominator(1001)
+
+
+def _even_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise MediaError(
+            f"frames must be RGB uint8 of shape (H, W, 3), got {frame.dtype} {frame.shape}"
+        )
+    if frame.shape[0] < height or frame.shape[1] < width:
+        raise MediaError(
+            f"all frames must have the same size: expected at least {width}x{height}, "
+            f"got {frame.shape[1]}x{frame.shape[0]}"
+        )
+    if frame.shape[0] != height or frame.shape[1] != width:
+        if frame.shape[0] > height + 1 or frame.shape[1] > width + 1:
+            raise MediaError(
+                f"all frames must have the same size: expected {width}x{height}, "
+                f"got {frame.shape[1]}x{frame.shape[0]}"
+            )
+        frame = frame[:height, :width]
+    return np.ascontiguousarray(frame)
+
+
+def encode_segment_mp4(
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray,
+    sample_rate: int,
+    output: Path,
+    *,
+    crf: int = 18,
+    preset: str = "veryfast",
+) -> Path:
+    """Encode frames and audio into an MP4 (H.264 yuv420p + AAC 48 kHz mono), atomically.
+
+    Frames are consumed one at a time (streaming: memory does not grow with the length).
+    Odd widths/heights are cropped by one pixel (yuv420p needs even sides). Audio is
+    resampled to 48 kHz with a polyphase FIR and written as given: its duration is not
+    forced to the video's (callers make ``len(audio) / sample_rate`` match
+    ``frame_count / fps``).
+
+    Args:
+        frames: iterable of RGB uint8 arrays ``(H, W, 3)``, all the same size.
+        fps: frames per second (e.g. 25, 29.97).
+        audio: float mono samples ``(n,)`` in [-1, 1]; may be empty (silent stream).
+        sample_rate: audio rate, Hz.
+        output: destination ``.mp4`` path; written via a temp file and renamed.
+        crf: libx264 constant rate factor (0-51, lower is better; 18 is visually lossless).
+        preset: libx264 preset (ultrafast ... veryslow).
+
+    Returns:
+        ``output``.
+
+    Raises:
+        MediaError: no frames, inconsistent frame sizes/dtypes, bad audio, or encode failure.
+    """
+    output = Path(output)
+    rate = fps_fraction(fps)
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise MediaError("encode_segment_mp4 got no frames") from None
+    first = np.asarray(first)
+    if first.ndim != 3 or first.shape[2] != 3 or first.shape[0] < 2 or first.shape[1] < 2:
+        raise MediaError(f"frames must be RGB arrays of shape (H, W, 3), got {first.shape}")
+    height, width = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
+    pcm = np.asarray(audio, dtype=np.float32)
+    if pcm.ndim != 1:
+        raise MediaError(f"audio must be mono of shape (n,), got {pcm.shape}")
+    pcm = np.clip(np.nan_to_num(resample(pcm, sample_rate, AUDIO_RATE)), -1.0, 1.0)
+
+    try:
+        with atomic_path(output) as tmp, av.open(str(tmp), "w", format="mp4") as out:
+            vs = out.add_stream("libx264", rate=rate)
+            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            vs.options = {"crf": str(crf), "preset": preset}
+            vs.time_base = 1 / rate
+            ast = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+            ast.bit_rate = 128_000
+            apos = 0
+
+            def audio_until(t_end: float | None) -> None:
+                nonlocal apos
+                stop = pcm.size if t_end is None else min(pcm.size, round(t_end * AUDIO_RATE))
+                while apos < stop:
+                    chunk = pcm[apos : apos + _AUDIO_CHUNK]
+                    af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                    af.sample_rate, af.pts, af.time_base = AUDIO_RATE, apos, Fraction(1, AUDIO_RATE)
+                    out.mux(ast.encode(af))
+                    apos += chunk.size
+
+            for i, arr in enumerate(itertools.chain([first], it)):
+                vf = av.VideoFrame.from_ndarray(_even_rgb(np.asarray(arr), width, height), "rgb24")
+                vf.pts = i
+                out.mux(vs.encode(vf))
+                audio_until((i + 1) / rate)
+            audio_until(None)
+            out.mux(vs.encode(None))
+            out.mux(ast.encode(None))
+    except av.FFmpegError as exc:
+        raise MediaError(f"encoding {output} failed: {exc}") from exc
+    return output
+
+
+def read_video_frames(path: Path | str) -> Iterator[np.ndarray]:
+    """Decode the first video stream of a file frame by frame.
+
+    Args:
+        path: any container/codec FFmpeg reads.
+
+    Yields:
+        RGB uint8 arrays of shape ``(H, W, 3)`` in presentation order.
+
+    Raises:
+        MediaError: missing file, no video stream, or a decode error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"video file not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode video {path}: {exc}") from exc

@@ -1,0 +1,18 @@
+"""Dagster resources: model backends, media-chain settings, the content store and the app database."""
+
+from avgen_dagster.resources.backends import (
+    LipsyncBackendResource,
+    MediaChainResource,
+    SpeechBackendResource,
+    TextBackendResource,
+)
+from avgen_dagster.resources.storage import AppDatabaseResource, ContentStore
+
+__all__ = [
+    "AppDatabaseResource",
+    "ContentStore",
+    "LipsyncBackendResource",
+    "MediaChainResource",
+    "SpeechBackendResource",
+    "TextBackendResource",
+]

@@ -1,0 +1,90 @@
+"""SQLAlchemy 2 ORM models of the app database.
+
+Times are timezone-aware UTC. Paths are absolute strings (or object-store URLs later).
+The schema is owned by the Alembic migrations in ``store/migrations``; keep both in step.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime stored as naive UTC and read back as aware UTC (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_request_id() -> str:
+    """A new request id: 32 lowercase hex characters (UUID4)."""
+    return uuid.uuid4().hex
+
+
+class RequestStatus(enum.StrEnum):
+    """Life cycle of a generation request: Queued → Processing → Completed | Failed."""
+
+    QUEUED = "Queued"
+    PROCESSING = "Processing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the app database."""
+
+
+class User(Base):
+    """A portal user; ``user_id`` is also the Dagster partition key."""
+
+    __tablename__ = "users"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    requests: Mapped[list[GenerationRequest]] = relationship(back_populates="user")
+
+
+class GenerationRequest(Base):
+    """One request for a media package, and what came of it."""
+
+    __tablename__ = "generation_requests"
+    __table_args__ = (Index("ix_generation_requests_user_created", "user_id", "created_at"),)
+
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_request_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    prompt: Mapped[str | None] = mapped_column(Text)
+    script: Mapped[str | None] = mapped_column(Text)
+    portrait_path: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.QUEUED.value, index=True)
+    video_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    image_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    generated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user: Mapped[User] = relationship(back_populates="requests")

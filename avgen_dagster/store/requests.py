@@ -1,0 +1,124 @@
+"""Queries and state changes of generation requests (pure SQLAlchemy; no Dagster)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.store.models import GenerationRequest, RequestStatus, User, utcnow
+from avgen_dagster.validation import validate_user_id
+
+
+def ensure_user(session: Session, user_id: str, email: str | None = None) -> User:
+    """Return the user ``user_id``, creating it if new (and setting ``email`` if given).
+
+    Raises:
+        InvalidInputError: if ``user_id`` is not a valid user id.
+    """
+    validate_user_id(user_id)
+    user = session.get(User, user_id)
+    if user is None:
+        user = User(user_id=user_id, email=email, created_at=utcnow())
+        session.add(user)
+        session.flush()
+    elif email:
+        user.email = email
+    return user
+
+
+def create_request(
+    session: Session,
+    *,
+    user_id: str,
+    prompt: str | None,
+    script: str | None,
+    portrait_path: str | None,
+    options: dict[str, Any] | None = None,
+    status: RequestStatus = RequestStatus.QUEUED,
+    request_id: str | None = None,
+) -> GenerationRequest:
+    """Insert a new request for ``user_id`` (creating the user if new) and return it.
+
+    Exactly one of ``prompt`` and ``script`` must be given.
+
+    Raises:
+        InvalidInputError: bad user id, or neither/both of prompt and script.
+    """
+    if (prompt is None) == (script is None):
+        raise InvalidInputError("give either a prompt or a script (exactly one)")
+    ensure_user(session, user_id)
+    req = GenerationRequest(
+        user_id=user_id,
+        prompt=prompt,
+        script=script,
+        portrait_path=portrait_path,
+        options=dict(options or {}),
+        status=status.value,
+        video_paths=[],
+        image_paths=[],
+        created_at=utcnow(),
+    )
+    if request_id is not None:
+        req.request_id = request_id
+    session.add(req)
+    session.flush()
+    return req
+
+
+def get_request(session: Session, request_id: str) -> GenerationRequest:
+    """The request ``request_id``.
+
+    Raises:
+        InvalidInputError: if there is no such request.
+    """
+    req = session.get(GenerationRequest, request_id)
+    if req is None:
+        raise InvalidInputError(f"no generation request with id {request_id!r}")
+    return req
+
+
+def latest_request(session: Session, user_id: str) -> GenerationRequest | None:
+    """The user's newest request (by creation time), or None."""
+    stmt = (
+        select(GenerationRequest)
+        .where(GenerationRequest.user_id == user_id)
+        .order_by(GenerationRequest.created_at.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def mark_processing(session: Session, request_id: str, run_id: str | None = None) -> None:
+    """Set the request's status to Processing (and remember the Dagster run id)."""
+    req = get_request(session, request_id)
+    req.status = RequestStatus.PROCESSING.value
+    req.error = None
+    if run_id:
+        req.run_id = run_id
+
+
+def mark_completed(
+    session: Session,
+    request_id: str,
+    *,
+    video_paths: Sequence[str],
+    image_paths: Sequence[str] = (),
+) -> None:
+    """Set the request Completed with its output paths and ``generated_at`` = now (UTC)."""
+    req = get_request(session, request_id)
+    req.status = RequestStatus.COMPLETED.value
+    req.video_paths = list(video_paths)
+    req.image_paths = list(image_paths)
+    req.generated_at = utcnow()
+    req.error = None
+
+
+def mark_failed(session: Session, request_id: str, error: str) -> None:
+    """Set the request Failed with a readable ``error`` (kept to 4,000 characters)."""
+    req = get_request(session, request_id)
+    req.status = RequestStatus.FAILED.value
+    req.error = error[:4000]

@@ -1,0 +1,89 @@
+"""The app database: migrations and request state changes, on SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.store import AppDatabase, RequestStatus
+from avgen_dagster.store.requests import (
+    create_request,
+    get_request,
+    latest_request,
+    mark_completed,
+    mark_failed,
+    mark_processing,
+)
+from avgen_dagster.store.session import _engine, downgrade_database, upgrade_database
+
+
+def test_migrations_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'm.db'}"
+    upgrade_database(url)
+    tables = set(inspect(_engine(url)).get_table_names())
+    assert {"users", "generation_requests", "alembic_version"} <= tables
+    cols = {c["name"] for c in inspect(_engine(url)).get_columns("generation_requests")}
+    assert {"request_id", "user_id", "prompt", "script", "portrait_path", "options", "status",
+            "video_paths", "image_paths", "generated_at", "error"} <= cols
+    downgrade_database(url, "base")
+    assert set(inspect(_engine(url)).get_table_names()) == {"alembic_version"}
+    upgrade_database(url)  # and back up again
+    assert "generation_requests" in inspect(_engine(url)).get_table_names()
+
+
+def test_request_lifecycle(tmp_path: Path) -> None:
+    db = AppDatabase(f"sqlite:///{tmp_path / 'a.db'}")
+    with db.session() as s:
+        first = create_request(s, user_id="alice", prompt="hello", script=None,
+                               portrait_path="/p.png", options={"target_lufs": -23})
+        second = create_request(s, user_id="alice", prompt=None, script="Hi there.",
+                                portrait_path="/p.png")
+        create_request(s, user_id="bob", prompt="x", script=None, portrait_path="/p.png")
+    with db.session() as s:
+        assert latest_request(s, "alice").request_id == second.request_id
+        assert latest_request(s, "nobody") is None
+        assert get_request(s, first.request_id).status == RequestStatus.QUEUED
+        assert get_request(s, first.request_id).options == {"target_lufs": -23}
+        mark_processing(s, first.request_id, run_id="r1")
+    with db.session() as s:
+        mark_completed(s, first.request_id, video_paths=["/a.mp4", "/a.m3u8"])
+        mark_failed(s, second.request_id, "lipsync_segments: no face found")
+    with db.session() as s:
+        done = get_request(s, first.request_id)
+        assert done.status == "Completed" and done.video_paths == ["/a.mp4", "/a.m3u8"]
+        assert done.generated_at is not None and done.generated_at.tzinfo is not None
+        assert done.run_id == "r1"
+        failed = get_request(s, second.request_id)
+        assert failed.status == "Failed" and "no face" in failed.error
+
+
+def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
+    db = AppDatabase(f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(RuntimeError), db.session() as s:
+        create_request(s, user_id="carol", prompt="x", script=None, portrait_path="/p")
+        raise RuntimeError("crash mid-transaction")
+    with db.session() as s:
+        assert latest_request(s, "carol") is None
+
+
+@pytest.mark.parametrize(
+    ("user_id", "prompt", "script", "message"),
+    [
+        ("../x", "p", None, "not allowed"),
+        ("", "p", None, "empty"),
+        ("u" * 65, "p", None, "limit is 64"),
+        ("ok", None, None, "exactly one"),
+        ("ok", "p", "s", "exactly one"),
+    ],
+)
+def test_bad_requests_are_refused(
+    tmp_path: Path, user_id: str, prompt: str | None, script: str | None, message: str
+) -> None:
+    db = AppDatabase(f"sqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(InvalidInputError, match=message), db.session() as s:
+        create_request(s, user_id=user_id, prompt=prompt, script=script, portrait_path="/p")
+    with pytest.raises(InvalidInputError, match="no generation request"), db.session() as s:
+        get_request(s, "0" * 32)
