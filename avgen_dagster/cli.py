@@ -102,7 +102,7 @@ class _StageProgress:
         self._bar = tqdm(
             total=total, desc="starting", unit="step", disable=not enabled, file=sys.stderr
         )
-        self._seen: set[int] = set()
+        self._cursor: str | None = None
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> _StageProgress:
@@ -118,18 +118,20 @@ class _StageProgress:
     def _update(self) -> None:
         import dagster as dg
 
-        records = self._instance.all_logs(
+        conn = self._instance.get_records_for_run(
             self._run_id,
+            cursor=self._cursor,
             of_type={
                 dg.DagsterEventType.STEP_START,
                 dg.DagsterEventType.STEP_SUCCESS,
                 dg.DagsterEventType.STEP_FAILURE,
             },
         )
-        for rec in records:
-            if rec.storage_id in self._seen or rec.dagster_event is None:
+        self._cursor = conn.cursor
+        for record in conn.records:
+            if record.event_log_entry.dagster_event is None:
                 continue
-            self._seen.add(rec.storage_id)
+            rec = record.event_log_entry
             ev = rec.dagster_event
             if ev.event_type == dg.DagsterEventType.STEP_START:
                 self._bar.set_description(f"running {ev.step_key}")

@@ -347,7 +347,7 @@ def stitched_mp4(
     content: ContentStore,
 ) -> dg.MaterializeResult:
     """Write ``stitched_mp4/talking_head.mp4``."""
-    from avgen_dagster.media.audio_io import read_audio_track
+    from avgen_dagster.media.decode import read_audio_track
     from avgen_dagster.media.loudness import measure_loudness
     from avgen_dagster.media.probe import is_faststart, probe_media
     from avgen_dagster.media.stitch import stitch_segments

@@ -80,7 +80,7 @@ def trim_silence(
         (m,) float32; an all-silent input gives ``2 * pad_s`` seconds of zeros.
     """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    pad = int(round(pad_s * sample_rate))
+    pad = round(pad_s * sample_rate)
     active = np.flatnonzero(np.abs(x) >= 10.0 ** (threshold_db / 20.0))
     if active.size == 0:
         return np.zeros(2 * pad, dtype=np.float32)
@@ -89,9 +89,9 @@ def trim_silence(
     body = x[start:stop]
     lead = pad - (first - start)
     tail = pad - (stop - last)
-    return np.concatenate(
-        [np.zeros(lead, np.float32), body, np.zeros(tail, np.float32)]
-    ).astype(np.float32, copy=False)
+    return np.concatenate([np.zeros(lead, np.float32), body, np.zeros(tail, np.float32)]).astype(
+        np.float32, copy=False
+    )
 
 
 # --- voice cache ------------------------------------------------------------------------------
@@ -165,8 +165,8 @@ class PiperSpeech:
     ``peak`` (the loudness stage sets the final level), and leading/trailing silence is
     trimmed to 50 ms pads (:func:`trim_silence`).
 
-    Measured here (2-core CPU): voice load ~0.3-1.7 s once per process; ~15-20 s of audio
-    per second of compute (real-time factor ~0.05-0.07).
+    Measured here (2-core CPU shared with other jobs): voice load 1.7-3.6 s once per
+    process; 8-10 s of audio per second of compute (30 s of speech in ~3 s).
 
     Args:
         voice_path: A Piper ``.onnx`` voice (its ``.onnx.json`` config beside it);
@@ -251,7 +251,7 @@ class PiperSpeech:
             length_scale=self.length_scale,
             normalize_audio=False,  # one gain for the whole utterance, below
         )
-        gap = np.zeros(int(round(self.sentence_silence * self.sample_rate)), np.float32)
+        gap = np.zeros(round(self.sentence_silence * self.sample_rate), np.float32)
         parts: list[np.ndarray] = []
         try:
             for chunk in voice.synthesize(text.strip(), syn_config=syn):

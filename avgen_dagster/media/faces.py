@@ -9,6 +9,8 @@ style blendshape scores (e.g. ``jawOpen``). MediaPipe 1.x has only the Tasks API
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import importlib.metadata
 import importlib.util
 import threading
@@ -117,8 +119,8 @@ class FaceLandmarker:
         self, model_path: Path | str | None = None, min_detection_confidence: float = 0.5
     ) -> None:
         from mediapipe.tasks.python import BaseOptions
-        from mediapipe.tasks.python.vision import FaceLandmarkerOptions, RunningMode
         from mediapipe.tasks.python.vision import FaceLandmarker as _MpFaceLandmarker
+        from mediapipe.tasks.python.vision import FaceLandmarkerOptions, RunningMode
 
         path = Path(model_path) if model_path is not None else landmarker_model_path()
         if not path.is_file():
@@ -171,8 +173,10 @@ class FaceLandmarker:
         )
 
     def close(self) -> None:
-        """Release the MediaPipe graph."""
-        self._landmarker.close()
+        """Release the MediaPipe graph (idempotent)."""
+        # RuntimeError: MediaPipe's executor already shut down at interpreter exit
+        with self._lock, contextlib.suppress(RuntimeError):
+            self._landmarker.close()
 
     def __enter__(self) -> FaceLandmarker:
         return self
@@ -195,6 +199,11 @@ def default_landmarker() -> FaceLandmarker:
     with _default_lock:
         if _default is None:
             _default = FaceLandmarker()
+            # Close before interpreter teardown: MediaPipe's close() dispatches through a
+            # concurrent.futures executor, which is shut down before plain atexit hooks run
+            # (and its __del__ fails late in teardown). threading's exit hooks run earlier.
+            register = getattr(threading, "_register_atexit", atexit.register)
+            register(_default.close)
         return _default
 
 

@@ -112,12 +112,28 @@ def _oversampling_factor(sample_rate: int) -> int:
     return max(4, math.ceil(_MIN_OVERSAMPLED_RATE / sample_rate))
 
 
+def _oversample(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+    factor = _oversampling_factor(sample_rate)
+    up = scipy.signal.resample_poly(x.astype(np.float32), factor, 1)
+    return up[: x.size * factor], factor
+
+
+def _true_peak(x: np.ndarray, sample_rate: int) -> float:
+    """Largest absolute value of the interpolated signal (linear, not dB)."""
+    if x.size == 0:
+        return 0.0
+    up, _ = _oversample(x, sample_rate)
+    return float(max(up.max(), -up.min(), np.abs(x).max()))
+
+
 def _peak_envelope(x: np.ndarray, sample_rate: int) -> np.ndarray:
     """Per-sample true-peak envelope: max |interpolated| over each input sample period."""
-    factor = _oversampling_factor(sample_rate)
-    up = scipy.signal.resample_poly(x, factor, 1)
-    env = np.abs(up[: x.size * factor]).reshape(x.size, factor).max(axis=1)
-    return np.maximum(env, np.abs(x))
+    up, factor = _oversample(x, sample_rate)
+    phases = up.reshape(x.size, factor)
+    env = np.abs(x).astype(np.float32)
+    for j in range(factor):  # column-wise max: much faster than a reduce over a short axis
+        np.maximum(env, np.abs(phases[:, j]), out=env)
+    return env.astype(np.float64)
 
 
 def true_peak_dbtp(samples: np.ndarray, sample_rate: int) -> float:
@@ -134,9 +150,7 @@ def true_peak_dbtp(samples: np.ndarray, sample_rate: int) -> float:
         MediaError: on a non-mono array, non-finite samples or a bad rate.
     """
     x = _check(samples, sample_rate)
-    if x.size == 0:
-        return float("-inf")
-    return _db(float(_peak_envelope(x, sample_rate).max()))
+    return _db(_true_peak(x, sample_rate))
 
 
 def _k_weight(x: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -187,7 +201,7 @@ def measure_loudness(samples: np.ndarray, sample_rate: int) -> LoudnessMeasureme
     """
     x = _check(samples, sample_rate)
     lufs, gated = _integrated(x, sample_rate)
-    tp = _db(float(_peak_envelope(x, sample_rate).max())) if x.size else float("-inf")
+    tp = _db(_true_peak(x, sample_rate))
     sp = _db(float(np.abs(x).max())) if x.size else float("-inf")
     return LoudnessMeasurement(
         integrated_lufs=lufs,
@@ -199,7 +213,12 @@ def measure_loudness(samples: np.ndarray, sample_rate: int) -> LoudnessMeasureme
 
 
 def _limit(
-    x: np.ndarray, sample_rate: int, ceiling_db: float, attack_s: float, hold_s: float
+    x: np.ndarray,
+    env: np.ndarray,
+    sample_rate: int,
+    ceiling_db: float,
+    attack_s: float,
+    hold_s: float,
 ) -> tuple[np.ndarray, float]:
     """Look-ahead true-peak limiter (offline, zero-phase gain envelope).
 
@@ -208,8 +227,8 @@ def _limit(
     centred moving averages of ``2h + 1`` samples (h = attack / 2) gives a smooth gain
     (triangular ramps of ``attack`` on each side) that never exceeds ``g_req`` at any
     sample: each output is an average of minima over windows that contain that sample.
+    ``env`` is the true-peak envelope of ``x`` (:func:`_peak_envelope`).
     """
-    env = _peak_envelope(x, sample_rate)
     ceiling = 10.0 ** (ceiling_db / 20.0)
     g_req = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
     if g_req.min() >= 1.0:
@@ -266,7 +285,15 @@ def normalize_loudness(
         MediaError: on a non-mono array, NaN/inf samples or a non-positive rate.
     """
     x = _check(samples, sample_rate)
-    before = measure_loudness(x, sample_rate)
+    env = _peak_envelope(x, sample_rate) if x.size else np.zeros(0)
+    lufs, gated = _integrated(x, sample_rate)
+    before = LoudnessMeasurement(
+        integrated_lufs=lufs,
+        true_peak_dbtp=_db(float(env.max())) if x.size else float("-inf"),
+        sample_peak_dbfs=_db(float(np.abs(x).max())) if x.size else float("-inf"),
+        duration_s=x.size / sample_rate,
+        gated=gated,
+    )
     if not math.isfinite(before.integrated_lufs):
         return NormalizationResult(x.astype(np.float32), before, before, 0.0, 0.0)
 
@@ -274,10 +301,10 @@ def normalize_loudness(
     ceiling_db = max_true_peak_dbtp - margin_db
     best: tuple[np.ndarray, LoudnessMeasurement, float, float] | None = None
     previous: tuple[float, float] | None = None
+    # The envelope is linear in x: scale it instead of recomputing it every pass.
     for _ in range(max_iterations):
-        y, reduction = _limit(
-            x * 10.0 ** (gain_db / 20.0), sample_rate, ceiling_db, attack_s, hold_s
-        )
+        scale = 10.0 ** (gain_db / 20.0)
+        y, reduction = _limit(x * scale, env * scale, sample_rate, ceiling_db, attack_s, hold_s)
         y = y.astype(np.float32)
         after = measure_loudness(y, sample_rate)
         if after.true_peak_dbtp > max_true_peak_dbtp - margin_db / 2:

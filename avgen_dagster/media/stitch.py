@@ -15,6 +15,7 @@ join and end within one AAC frame of each other.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -95,10 +96,7 @@ def _probe_segment(path: Path, rate: Fraction) -> _Segment:
             else:
                 dur = 0.0
             same = src_rate is not None and abs(float(src_rate) - float(rate)) < 1e-3
-            if same and vs.frames > 0:
-                frames = int(vs.frames)
-            else:
-                frames = round(dur * float(rate))
+            frames = int(vs.frames) if same and vs.frames > 0 else round(dur * float(rate))
             if frames < 1:
                 frames = sum(1 for _ in c.demux(vs) if _.size) if same else frames
             if frames < 1:
@@ -237,7 +235,7 @@ def stitch_segments(
         chain.append(graph.add("setsar", "1"))
         chain.append(graph.add("format", "yuv420p"))
         chain.append(graph.add("trim", f"end_frame={s.frames}"))
-        for a, b in zip(chain, chain[1:], strict=False):
+        for a, b in itertools.pairwise(chain):
             a.link_to(b)
         vbufs.append(vb)
         vtails.append(chain[-1])
@@ -256,11 +254,13 @@ def stitch_segments(
         achain = [
             ab,
             graph.add("aresample", f"{audio_rate}"),
-            graph.add("aformat", f"sample_fmts=fltp:channel_layouts=mono:sample_rates={audio_rate}"),
+            graph.add(
+                "aformat", f"sample_fmts=fltp:channel_layouts=mono:sample_rates={audio_rate}"
+            ),
             graph.add("apad", f"whole_len={seg_samples[k]}"),
             graph.add("atrim", f"end_sample={seg_samples[k]}"),
         ]
-        for a, b in zip(achain, achain[1:], strict=False):
+        for a, b in itertools.pairwise(achain):
             a.link_to(b)
         abufs.append(ab)
         atails.append(achain[-1])

@@ -1,0 +1,130 @@
+"""Tests of the script writers: verbatim, a tiny random Llama, and the real SmolLM2 GGUF."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from avgen_dagster.backends.text import (
+    ScriptWriter,
+    SmolLM2ScriptWriter,
+    VerbatimScript,
+    default_smollm2_path,
+    model_load_count,
+    words_to_max_tokens,
+)
+from avgen_dagster.errors import BackendError, InvalidInputError
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+CORPUS = [
+    "The sky is blue because air scatters blue sunlight more than red sunlight.",
+    "A narrator speaks clearly and slowly, so that every listener can follow the story.",
+    "Light travels from the sun to the earth in about eight minutes.",
+    "Children ask why the sky is blue, and scientists explain it with simple words.",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight Llama and a locally trained byte-level BPE tokenizer, saved."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(CORPUS, trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<pad>", bos_token="<|im_start|>"
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(folder)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_verbatim_script_cleans_and_validates() -> None:
+    writer = VerbatimScript()
+    assert isinstance(writer, ScriptWriter)
+    out = writer.write("Narrator: Hello! \U0001f44b *waves* This is **my** script.", max_words=3)
+    assert out == "Hello! This is my script."  # the user's words are never cut
+    with pytest.raises(InvalidInputError, match="script is empty"):
+        writer.write("   ", max_words=50)
+
+
+def test_tiny_llama_through_writer_loads_once(tiny_llama_dir: Path) -> None:
+    before = model_load_count()
+    first = SmolLM2ScriptWriter(model_path=str(tiny_llama_dir), max_new_tokens=60)
+    assert isinstance(first, ScriptWriter)
+    text = first.write("Explain why the sky is blue.", max_words=20)
+    assert isinstance(text, str) and text
+    assert "\n" not in text and "<|im" not in text and "<pad>" not in text
+    assert re.search(r"[.!?][\"')]*$", text)
+    assert len(text.split()) <= 20
+    assert model_load_count() == before + 1
+    # A second writer on the same folder (given as a different string) reuses the model.
+    second = SmolLM2ScriptWriter(model_path=str(tiny_llama_dir) + "/", max_new_tokens=60)
+    again = second.write("Explain why the sky is blue.", max_words=20)
+    assert again == text  # greedy decoding is deterministic
+    assert model_load_count() == before + 1
+
+
+def test_writer_errors(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(BackendError, match=re.escape(str(missing))):
+        SmolLM2ScriptWriter(model_path=str(missing))
+    not_model = tmp_path / "notes.txt"
+    not_model.write_text("hello")
+    with pytest.raises(BackendError, match=r"not a \.gguf"):
+        SmolLM2ScriptWriter(model_path=str(not_model))
+    with pytest.raises(BackendError, match=r"no config\.json"):
+        SmolLM2ScriptWriter(model_path=str(tmp_path))
+    writer = SmolLM2ScriptWriter(model_path=str(tiny_llama_dir))
+    with pytest.raises(InvalidInputError, match="prompt is empty"):
+        writer.write("  ", max_words=20)
+    assert words_to_max_tokens(120) == 196
+    with pytest.raises(InvalidInputError):
+        words_to_max_tokens(0)
+
+
+@pytest.mark.slow
+def test_smollm2_writes_clean_narration() -> None:
+    """The real SmolLM2-135M-Instruct GGUF: one load (~20 s), one generation (~6 s)."""
+    assert default_smollm2_path().suffix == ".gguf"
+    writer = SmolLM2ScriptWriter()
+    text = writer.write("Explain why the sky is blue to a ten-year-old", max_words=60)
+    words = text.split()
+    assert 15 <= len(words) <= 60, text
+    assert "\n" not in text
+    assert not re.search(r"[*#\[\]<>{}|_~]|https?://", text), text
+    assert re.search(r"[.!?][\"')]*$", text)
+    # English prose: mostly alphabetic words, some common function words.
+    alpha = sum(1 for w in words if re.fullmatch(r"[A-Za-z'\-]+[.,!?;:\"]*", w.strip("\"'(")))
+    assert alpha / len(words) > 0.8, text
+    assert {"the", "is", "and", "a", "of", "to"} & {w.lower().strip(".,!?") for w in words}
+    assert writer.last_generation_seconds is not None

@@ -1,0 +1,48 @@
+"""encode_segment_mp4 / read_video_frames round trip and input checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avgen_dagster.errors import MediaError
+from avgen_dagster.media.probe import probe_media
+from avgen_dagster.media.video_io import encode_segment_mp4, read_video_frames
+
+
+def test_roundtrip_odd_size_streaming(tmp_path: Path) -> None:
+    consumed = []
+
+    def gen():
+        for i in range(20):
+            consumed.append(i)
+            f = np.zeros((51, 75, 3), np.uint8)
+            f[..., 0] = 10 * i
+            f[..., 2] = 200
+            yield f
+
+    out = encode_segment_mp4(gen(), 25, np.zeros(int(0.8 * 16000)), 16000, tmp_path / "o.mp4")
+    assert consumed == list(range(20))
+    frames = list(read_video_frames(out))
+    assert len(frames) == 20 and frames[0].shape == (50, 74, 3) and frames[0].dtype == np.uint8
+    assert abs(int(frames[10][25, 37, 0]) - 100) <= 4 and abs(int(frames[10][25, 37, 2]) - 200) <= 4
+    info = probe_media(out)
+    assert info.video.duration_s == pytest.approx(0.8) and info.audio.sample_rate == 48000
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_bad_inputs(tmp_path: Path) -> None:
+    with pytest.raises(MediaError, match="no frames"):
+        encode_segment_mp4(iter([]), 25, np.zeros(10), 16000, tmp_path / "a.mp4")
+    frames = [np.zeros((32, 32, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)]
+    with pytest.raises(MediaError, match="same size"):
+        encode_segment_mp4(frames, 25, np.zeros(10), 16000, tmp_path / "b.mp4")
+    with pytest.raises(MediaError):
+        encode_segment_mp4(
+            [np.zeros((32, 32), np.uint8)], 25, np.zeros(10), 16000, tmp_path / "c.mp4"
+        )
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(MediaError):
+        list(read_video_frames(tmp_path / "missing.mp4"))

@@ -1,0 +1,102 @@
+"""The `avgen` command: bad input is refused before anything is written; a real run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from avgen_dagster.cli import app
+from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
+
+
+@pytest.fixture
+def no_face_png(tmp_path: Path) -> Path:
+    path = tmp_path / "gradient.png"
+    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
+    Image.fromarray(np.stack([ramp, ramp[::-1], ramp], axis=-1)).save(path)
+    return path
+
+
+@pytest.fixture
+def not_an_image(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.png"
+    path.write_text("this is not a PNG")
+    return path
+
+
+def _script(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "script.txt"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = [
+    ("empty user id", ["--user-id", "", "--prompt", "hi"], "user id is empty"),
+    ("traversal", ["--user-id", "../x", "--prompt", "hi"], "not allowed"),
+    ("long user id", ["--user-id", "a" * 65, "--prompt", "hi"], "limit is 64"),
+    ("space in id", ["--user-id", "a b", "--prompt", "hi"], "not allowed"),
+    ("empty prompt", ["--user-id", "u", "--prompt", "   "], "prompt is empty"),
+    ("huge prompt", ["--user-id", "u", "--prompt", "word " * 2000], "limit is"),
+    ("no prompt", ["--user-id", "u"], "exactly one"),
+    ("missing portrait", ["--user-id", "u", "--prompt", "hi", "--portrait", "/nope.png"],
+     "nope.png"),
+    ("not an image", ["--user-id", "u", "--prompt", "hi", "--portrait", "{not_an_image}"],
+     "notes.png"),
+    ("no face", ["--user-id", "u", "--prompt", "hi", "--portrait", "{no_face_png}"], "no face"),
+    ("script of emojis", ["--user-id", "u", "--script-file", "{emoji_script}"], "no speakable text"),
+    ("missing script", ["--user-id", "u", "--script-file", "/no/such.txt"], "does not exist"),
+    ("bad lufs", ["--user-id", "u", "--prompt", "hi", "--target-lufs", "3"], "-40..-5"),
+]
+
+
+@pytest.mark.parametrize(("case", "args", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_is_refused_and_nothing_is_written(
+    avgen_env: AvgenEnv, tmp_path: Path, no_face_png: Path, not_an_image: Path,
+    case: str, args: list[str], message: str,
+) -> None:
+    emoji_script = _script(tmp_path, "🎉🎉 [laughs] 🚀")
+    subst = {"not_an_image": str(not_an_image), "no_face_png": str(no_face_png),
+             "emoji_script": emoji_script}
+    args = [a.format(**subst) if a.startswith("{") else a for a in args]
+    if "--portrait" not in args:
+        args += ["--portrait", str(SAMPLE_PORTRAIT)]
+    before = sorted(p.name for p in avgen_env.home.iterdir())
+    result = CliRunner().invoke(app, ["generate", *args])
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and message in result.output, result.output
+    assert not avgen_env.content.exists(), "a content folder was created for bad input"
+    assert not Path(avgen_env.db_url.removeprefix("sqlite:///")).exists()
+    assert sorted(p.name for p in avgen_env.home.iterdir()) == before
+
+
+@pytest.mark.slow
+def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Path) -> None:
+    """The real console script; a one-word script gives a clip too short to measure (0.4 s)."""
+    avgen = Path(sys.executable).parent / "avgen"
+    proc = subprocess.run(
+        [str(avgen), "generate", "--user-id", "cli_user", "--portrait", str(SAMPLE_PORTRAIT),
+         "--script-file", _script(tmp_path, "Hi."), "--json"],
+        capture_output=True, text=True, timeout=600, env=os.environ.copy(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "Completed" and out["user_id"] == "cli_user"
+    mp4, playlist = Path(out["stitched_mp4"]), Path(out["hls_playlist"])
+    assert mp4.is_absolute() and mp4.is_file() and mp4.suffix == ".mp4"
+    assert playlist.is_absolute() and playlist.is_file()
+    assert str(mp4).startswith(str(avgen_env.content / "cli_user" / out["request_id"]))
+    assert "stitched_mp4" in proc.stderr  # progress per stage
+    # The run is in the instance at DAGSTER_HOME, as `dagster dev` would show it.
+    instance = dg.DagsterInstance.from_config(str(avgen_env.home))
+    run = instance.get_run_by_id(out["run_id"])
+    assert run is not None and run.is_success and run.job_name == "talking_head_job"
+    assert run.tags["avgen/request_id"] == out["request_id"]
