@@ -8,6 +8,7 @@ shows progress per stage and prints the output paths.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -143,10 +144,9 @@ class _StageProgress:
 
     def _poll(self) -> None:
         while not self._stop.wait(0.5):
-            try:
+            # Progress display must never break the run.
+            with contextlib.suppress(Exception):
                 self._update()
-            except Exception:  # progress display must never break the run
-                pass
 
 
 @app.command()

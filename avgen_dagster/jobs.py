@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-
 talking_head_job = dg.define_asset_job(
     name="talking_head_job",
     selection=dg.AssetSelection.groups("talking_head") | dg.AssetSelection.assets("content_record"),

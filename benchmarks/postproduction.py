@@ -243,6 +243,7 @@ def run_floor_pyav(final: Path, out: Path) -> None:
         vs = dst.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = sv.codec_context.width, sv.codec_context.height, "yuv420p"
         vs.codec_context.thread_count = 0
+        vs.codec_context.thread_type = "FRAME"
         vs.options = {"crf": str(CRF), "preset": PRESET, "x264-params": X264_GOP}
         as_ = dst.add_stream("aac", rate=48000, layout="mono")
         as_.bit_rate = 128_000

@@ -47,12 +47,22 @@ BAD_INPUTS = [
     ("empty prompt", ["--user-id", "u", "--prompt", "   "], "prompt is empty"),
     ("huge prompt", ["--user-id", "u", "--prompt", "word " * 2000], "limit is"),
     ("no prompt", ["--user-id", "u"], "exactly one"),
-    ("missing portrait", ["--user-id", "u", "--prompt", "hi", "--portrait", "/nope.png"],
-     "nope.png"),
-    ("not an image", ["--user-id", "u", "--prompt", "hi", "--portrait", "{not_an_image}"],
-     "notes.png"),
+    (
+        "missing portrait",
+        ["--user-id", "u", "--prompt", "hi", "--portrait", "/nope.png"],
+        "nope.png",
+    ),
+    (
+        "not an image",
+        ["--user-id", "u", "--prompt", "hi", "--portrait", "{not_an_image}"],
+        "notes.png",
+    ),
     ("no face", ["--user-id", "u", "--prompt", "hi", "--portrait", "{no_face_png}"], "no face"),
-    ("script of emojis", ["--user-id", "u", "--script-file", "{emoji_script}"], "no speakable text"),
+    (
+        "script of emojis",
+        ["--user-id", "u", "--script-file", "{emoji_script}"],
+        "no speakable text",
+    ),
     ("missing script", ["--user-id", "u", "--script-file", "/no/such.txt"], "does not exist"),
     ("bad lufs", ["--user-id", "u", "--prompt", "hi", "--target-lufs", "3"], "-40..-5"),
 ]
@@ -60,12 +70,20 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize(("case", "args", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
 def test_bad_input_is_refused_and_nothing_is_written(
-    avgen_env: AvgenEnv, tmp_path: Path, no_face_png: Path, not_an_image: Path,
-    case: str, args: list[str], message: str,
+    avgen_env: AvgenEnv,
+    tmp_path: Path,
+    no_face_png: Path,
+    not_an_image: Path,
+    case: str,
+    args: list[str],
+    message: str,
 ) -> None:
     emoji_script = _script(tmp_path, "🎉🎉 [laughs] 🚀")
-    subst = {"not_an_image": str(not_an_image), "no_face_png": str(no_face_png),
-             "emoji_script": emoji_script}
+    subst = {
+        "not_an_image": str(not_an_image),
+        "no_face_png": str(no_face_png),
+        "emoji_script": emoji_script,
+    }
     args = [a.format(**subst) if a.startswith("{") else a for a in args]
     if "--portrait" not in args:
         args += ["--portrait", str(SAMPLE_PORTRAIT)]
@@ -83,9 +101,21 @@ def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Pa
     """The real console script; a one-word script gives a clip too short to measure (0.4 s)."""
     avgen = Path(sys.executable).parent / "avgen"
     proc = subprocess.run(
-        [str(avgen), "generate", "--user-id", "cli_user", "--portrait", str(SAMPLE_PORTRAIT),
-         "--script-file", _script(tmp_path, "Hi."), "--json"],
-        capture_output=True, text=True, timeout=600, env=os.environ.copy(),
+        [
+            str(avgen),
+            "generate",
+            "--user-id",
+            "cli_user",
+            "--portrait",
+            str(SAMPLE_PORTRAIT),
+            "--script-file",
+            _script(tmp_path, "Hi."),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=os.environ.copy(),
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

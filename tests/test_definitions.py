@@ -13,8 +13,14 @@ from avgen_dagster.partitions import user_partitions
 
 REPO = Path(__file__).resolve().parent.parent
 TALKING_HEAD_ASSETS = {
-    "request", "script", "tts_clips", "normalized_audio", "lipsync_segments", "stitched_mp4",
-    "hls", "content_record",
+    "request",
+    "script",
+    "tts_clips",
+    "normalized_audio",
+    "lipsync_segments",
+    "stitched_mp4",
+    "hls",
+    "content_record",
 }
 
 
@@ -31,8 +37,12 @@ def test_definitions_have_the_talking_head_graph() -> None:
         assert node.description, key
         assert node.kinds, key
     checks = {k.name for k in graph.asset_check_keys}
-    assert checks == {"loudness_on_target", "true_peak_limited", "av_durations_match",
-                      "hls_playlist_valid"}
+    assert checks == {
+        "loudness_on_target",
+        "true_peak_limited",
+        "av_durations_match",
+        "hls_playlist_valid",
+    }
     assert defs.resolve_sensor_def("request_failure_sensor") is not None
     assert isinstance(user_partitions, dg.DynamicPartitionsDefinition)
     assert user_partitions.name == "user_id"
@@ -42,7 +52,10 @@ def test_dagster_definitions_validate_cli(tmp_path: Path) -> None:
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={"PATH": "/usr/bin:/bin", "DAGSTER_HOME": str(tmp_path), "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -34,8 +34,14 @@ ASSETS = [*dg.load_assets_from_modules([talking_head, records]), *talking_head_c
 def _new_request(env: AvgenEnv, user_id: str, portrait: Path, script: str) -> str:
     db = AppDatabase(env.db_url)
     with db.session() as s:
-        req = create_request(s, user_id=user_id, prompt=None, script=script,
-                             portrait_path=str(portrait), status=RequestStatus.QUEUED)
+        req = create_request(
+            s,
+            user_id=user_id,
+            prompt=None,
+            script=script,
+            portrait_path=str(portrait),
+            status=RequestStatus.QUEUED,
+        )
         return req.request_id
 
 
@@ -43,8 +49,12 @@ def _materialize(instance: dg.DagsterInstance, user_id: str, request_id: str, **
     if not instance.has_dynamic_partition("user_id", user_id):
         instance.add_dynamic_partitions("user_id", [user_id])
     return dg.materialize(
-        ASSETS, instance=instance, partition_key=user_id, resources=default_resources(),
-        tags={REQUEST_ID_TAG: request_id}, **kw,
+        ASSETS,
+        instance=instance,
+        partition_key=user_id,
+        resources=default_resources(),
+        tags={REQUEST_ID_TAG: request_id},
+        **kw,
     )
 
 
@@ -55,8 +65,12 @@ def test_talking_head_job_end_to_end(avgen_env: AvgenEnv, tmp_path: Path) -> Non
     assert result.success
 
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"loudness_on_target": True, "true_peak_limited": True,
-                      "av_durations_match": True, "hls_playlist_valid": True}
+    assert checks == {
+        "loudness_on_target": True,
+        "true_peak_limited": True,
+        "av_durations_match": True,
+        "hls_playlist_valid": True,
+    }
 
     with AppDatabase(avgen_env.db_url).session() as s:
         req = get_request(s, request_id)
@@ -75,20 +89,26 @@ def test_talking_head_job_end_to_end(avgen_env: AvgenEnv, tmp_path: Path) -> Non
     assert "sky is blue" in meta["script"].value
     assert script_event.asset_materialization.partition == "e2e_user"
     video_meta = instance.get_latest_materialization_event(
-        dg.AssetKey("stitched_mp4")).asset_materialization.metadata
+        dg.AssetKey("stitched_mp4")
+    ).asset_materialization.metadata
     assert abs(video_meta["integrated_lufs"].value - (-16.0)) < 1.0
     assert video_meta["faststart"].value is True
 
     # Duration rule: sum of segments minus the cross-fades, to within a frame or two.
     seg_meta = instance.get_latest_materialization_event(
-        dg.AssetKey("lipsync_segments")).asset_materialization.metadata
+        dg.AssetKey("lipsync_segments")
+    ).asset_materialization.metadata
     n = seg_meta["segment_count"].value
     expected = seg_meta["total_duration_s"].value - (n - 1) * 0.25
     assert abs(video_meta["duration_s"].value - expected) < 0.1
 
     # An independent decoder plays the HLS stream end to end.
-    proc = subprocess.run([get_ffmpeg_exe(), "-v", "error", "-i", str(playlist), "-f", "null",
-                           "-"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [get_ffmpeg_exe(), "-v", "error", "-i", str(playlist), "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
 
 
@@ -110,14 +130,19 @@ def test_lip_movement_follows_the_speech(avgen_env: AvgenEnv) -> None:
     x1, y1 = (lips.max(axis=0) + 12).astype(int)
     with av.open(str(mp4)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    mouth = np.array([np.abs(f[y0:y1, x0:x1].astype(np.float32)
-                             - portrait[y0:y1, x0:x1]).mean() for f in frames])
+    mouth = np.array(
+        [np.abs(f[y0:y1, x0:x1].astype(np.float32) - portrait[y0:y1, x0:x1]).mean() for f in frames]
+    )
     with av.open(str(mp4)) as container:
         audio = np.concatenate([f.to_ndarray().mean(axis=0) for f in container.decode(audio=0)])
         rate = container.streams.audio[0].rate
     per_frame = rate / 25.0
-    rms = np.array([np.sqrt(np.mean(audio[int(i * per_frame):int((i + 1) * per_frame)] ** 2)
-                            + 1e-12) for i in range(len(frames))])
+    rms = np.array(
+        [
+            np.sqrt(np.mean(audio[int(i * per_frame) : int((i + 1) * per_frame)] ** 2) + 1e-12)
+            for i in range(len(frames))
+        ]
+    )
     r = np.corrcoef(mouth, rms)[0, 1]
     assert r > 0.5, f"mouth motion vs audio energy correlation {r:.2f}"
 

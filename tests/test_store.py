@@ -26,8 +26,19 @@ def test_migrations_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
     tables = set(inspect(_engine(url)).get_table_names())
     assert {"users", "generation_requests", "alembic_version"} <= tables
     cols = {c["name"] for c in inspect(_engine(url)).get_columns("generation_requests")}
-    assert {"request_id", "user_id", "prompt", "script", "portrait_path", "options", "status",
-            "video_paths", "image_paths", "generated_at", "error"} <= cols
+    assert {
+        "request_id",
+        "user_id",
+        "prompt",
+        "script",
+        "portrait_path",
+        "options",
+        "status",
+        "video_paths",
+        "image_paths",
+        "generated_at",
+        "error",
+    } <= cols
     downgrade_database(url, "base")
     assert set(inspect(_engine(url)).get_table_names()) == {"alembic_version"}
     upgrade_database(url)  # and back up again
@@ -37,10 +48,17 @@ def test_migrations_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
 def test_request_lifecycle(tmp_path: Path) -> None:
     db = AppDatabase(f"sqlite:///{tmp_path / 'a.db'}")
     with db.session() as s:
-        first = create_request(s, user_id="alice", prompt="hello", script=None,
-                               portrait_path="/p.png", options={"target_lufs": -23})
-        second = create_request(s, user_id="alice", prompt=None, script="Hi there.",
-                                portrait_path="/p.png")
+        first = create_request(
+            s,
+            user_id="alice",
+            prompt="hello",
+            script=None,
+            portrait_path="/p.png",
+            options={"target_lufs": -23},
+        )
+        second = create_request(
+            s, user_id="alice", prompt=None, script="Hi there.", portrait_path="/p.png"
+        )
         create_request(s, user_id="bob", prompt="x", script=None, portrait_path="/p.png")
     with db.session() as s:
         assert latest_request(s, "alice").request_id == second.request_id

@@ -41,7 +41,7 @@ from avgen_dagster.store.requests import get_request, latest_request, mark_proce
 REQUEST_ID_TAG = "avgen/request_id"
 USER_ID_TAG = "avgen/user_id"
 GROUP = "talking_head"
-DEFAULT_MAX_WORDS = 110  # ≈ 45 s of narration at ~150 words per minute
+DEFAULT_MAX_WORDS = 160  # ≈ 45 s of narration: Piper speaks ~200-230 words per minute
 PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
 
 

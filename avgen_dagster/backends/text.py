@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -216,8 +217,13 @@ def _load(source: _ModelSource, device: str, dtype: str | None) -> _LoadedModel:
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers.utils import logging as hf_logging
         except ImportError as exc:  # pragma: no cover - environment problem
             raise BackendError(f"transformers/torch are not importable: {exc}") from exc
+        # No downloads, ever (the embedded default runs offline), and no per-tensor progress
+        # bars in the CLI's output.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        hf_logging.disable_progress_bar()
         start = time.perf_counter()
         kwargs: dict[str, Any] = {}
         if source.gguf_file:

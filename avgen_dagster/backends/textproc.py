@@ -312,9 +312,10 @@ def clean_text(text: str) -> str:
     Keeps: words, sentence punctuation, apostrophes; a real parenthetical aside
     ("the sky (which is huge) is blue") is kept between commas. Heuristics: a parenthesis
     or single-asterisk span is a stage direction when it stands alone (at a line start or
-    after a sentence end; for asterisks also at a sentence end), when it is one word, or when it starts with a
-    typical direction word (laughs, smiling, pause, music ...); an all-caps acronym in
-    parentheses ("(NASA)") is kept. Markdown heading lines are dropped (not spoken).
+    after a sentence end; for asterisks also at a sentence end), when it is one word, or
+    when it starts with a typical direction word (laughs, smiling, pause, music ...); an
+    all-caps acronym in parentheses ("(NASA)") is kept. Markdown heading lines are dropped
+    (not spoken).
 
     Normalises: typographic quotes to ``"`` and ``'``, the ellipsis character to ``...``,
     en/em dashes and ``--`` between words to `` — ``, an en dash between digits to ``-``,

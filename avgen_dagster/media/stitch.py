@@ -6,11 +6,14 @@ once by libx264 + AAC with a fixed, closed GOP for HLS and a fast-start MP4 layo
 Frames move from decoder to filter graph to encoder as FFmpeg frames (no numpy copies), so
 Python adds only a few microseconds per frame.
 
-Timing rule (frames at ``fps``): with segment ``k`` lasting ``F_k`` frames and a cross-fade
-of ``D`` frames, the output has ``sum(F_k) - (n - 1) * D`` frames; cross-fade ``k`` starts
-at ``(F_0 + ... + F_{k-1} - k * D) / fps`` seconds. Each segment's audio is padded with
-silence or trimmed to its video duration first, so audio and video stay in sync at every
-join and end within one AAC frame of each other.
+Timing rule (frames at ``fps``): segment ``k`` lasts ``F_k`` frames; the requested cross-fade
+``c = crossfade_s * fps`` frames is spread over the ``n - 1`` joins by cumulative rounding,
+``D_k = R(k c) - R((k - 1) c)`` with ``R(x) = floor(x + 1/2)`` (each join gets ``floor(c)``
+or ``ceil(c)`` frames), so the output has ``sum(F_k) - R((n - 1) c)`` frames: the duration is
+``sum(durations) - (n - 1) * crossfade_s`` within half a frame for any ``n``. Cross-fade
+``k`` starts at ``(F_0 + ... + F_{k-1} - D_1 - ... - D_k) / fps`` seconds. Each segment's
+audio is padded with silence or trimmed to its video duration first (sample counts by the
+same cumulative rounding), so audio and video stay in sync at every join and end together.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class StitchResult:
         segment_count: number of input segments.
         video_frames: frames encoded.
         audio_duration_s: audio duration encoded, seconds.
-        crossfade_s: cross-fade actually used, seconds (rounded to whole frames, clamped).
+        crossfade_s: mean cross-fade actually used, seconds (after the whole-frame spread
+            and clamping; 0 for one segment).
+        crossfade_frames: frames of each of the ``n - 1`` cross-fades.
         crossfade_clamped: True if ``crossfade_s`` was clamped to half the shortest segment.
         fps: output frame rate, frames per second.
         width: output width, pixels.
@@ -58,6 +63,7 @@ class StitchResult:
     video_frames: int
     audio_duration_s: float
     crossfade_s: float
+    crossfade_frames: tuple[int, ...]
     crossfade_clamped: bool
     fps: float
     width: int
@@ -152,10 +158,10 @@ def stitch_segments(
     ``acrossfade`` with equal-power quarter-sine curves (``qsin``/``qsin``), which keep the
     power of uncorrelated material (speech) constant through the join.
 
-    Cross-fade length: ``crossfade_s`` rounded to whole frames ``D``; if ``D`` exceeds half
-    of the shortest segment (``floor(min F_k / 2)`` frames) it is clamped to that, so no
-    fade-in overlaps the next fade-out. One segment, or ``D == 0``, joins without fades
-    (``concat``).
+    Cross-fade length: ``c = crossfade_s * fps`` frames, spread over the joins in whole
+    frames by cumulative rounding (module docstring). If ``c`` exceeds half of the shortest
+    segment, ``floor(min F_k / 2)`` frames, it is clamped to that, so no fade-in overlaps
+    the next fade-out. One segment, or ``c < 1`` frame, joins without fades (``concat``).
 
     Encoding: libx264 (``crf``, ``preset``, all cores), GOP fixed at ``round(gop_s * fps)``
     frames (``keyint = min-keyint``, ``scenecut=0``, closed GOP) so HLS can cut every
@@ -206,12 +212,18 @@ def stitch_segments(
     if width < 2 or height < 2:
         raise MediaError(f"invalid output size {width}x{height}")
 
-    wanted = round(crossfade_s * rate) if n > 1 else 0
+    def cumulative_round(steps: Sequence[float]) -> list[int]:
+        edges = [math.floor(x + 0.5) for x in itertools.accumulate(steps, initial=0.0)]
+        return [b - a for a, b in itertools.pairwise(edges)]
+
+    wanted = float(crossfade_s * rate) if n > 1 else 0.0
     limit = min(s.frames for s in segs) // 2
-    xf = min(wanted, limit)
-    clamped = xf < wanted
-    seg_samples = [round(s.frames / rate * audio_rate) for s in segs]
-    xf_samples = round(xf / rate * audio_rate)
+    c = min(wanted, float(limit))
+    clamped = c < wanted
+    xfs = cumulative_round([c] * (n - 1)) if c >= 1 else []
+    samples_per_frame = audio_rate / float(rate)
+    seg_samples = cumulative_round([s.frames * samples_per_frame for s in segs])
+    xf_samples = cumulative_round([d * samples_per_frame for d in xfs])
 
     graph = av.filter.Graph()
     vbufs, abufs, vtails, atails = [], [], [], []
@@ -267,7 +279,7 @@ def stitch_segments(
 
     if n == 1:
         vout, aout = vtails[0], atails[0]
-    elif xf == 0:
+    elif not xfs:
         cat = graph.add("concat", f"n={n}:v=1:a=1")
         for k in range(n):
             vtails[k].link_to(cat, 0, 2 * k)
@@ -277,22 +289,21 @@ def stitch_segments(
         vout, aout = vtails[0], atails[0]
         elapsed_frames = segs[0].frames
         for k in range(1, n):
-            offset = (elapsed_frames - k * xf) / rate
-            x = graph.add(
-                "xfade", f"transition=fade:duration={float(xf / rate)!r}:offset={float(offset)!r}"
-            )
+            elapsed_frames -= xfs[k - 1]
+            offset, duration = float(elapsed_frames / rate), float(xfs[k - 1] / rate)
+            x = graph.add("xfade", f"transition=fade:duration={duration!r}:offset={offset!r}")
             vout.link_to(x, 0, 0)
             vtails[k].link_to(x, 0, 1)
             vout = x
-            c = graph.add("acrossfade", f"nb_samples={xf_samples}:curve1=qsin:curve2=qsin")
-            aout.link_to(c, 0, 0)
-            atails[k].link_to(c, 0, 1)
-            aout = c
+            af = graph.add("acrossfade", f"nb_samples={xf_samples[k - 1]}:curve1=qsin:curve2=qsin")
+            aout.link_to(af, 0, 0)
+            atails[k].link_to(af, 0, 1)
+            aout = af
             elapsed_frames += segs[k].frames
     vsink = graph.add("buffersink")
     asink = graph.add("abuffersink")
     vout.link_to(vsink, 0, 0)
-    aout.link_to(asink, 1 if (n > 1 and xf == 0) else 0, 0)
+    aout.link_to(asink, 1 if (n > 1 and not xfs) else 0, 0)
     try:
         graph.configure()
     except av.FFmpegError as exc:
@@ -309,7 +320,8 @@ def stitch_segments(
             vst = out.add_stream("libx264", rate=rate)
             vst.width, vst.height, vst.pix_fmt = width, height, "yuv420p"
             vst.time_base = tb
-            vst.codec_context.thread_count = 0
+            vst.codec_context.thread_count = 0  # x264 auto threads
+            vst.codec_context.thread_type = "FRAME"  # as the ffmpeg CLI; PyAV defaults to SLICE
             vst.options = {
                 "crf": str(crf),
                 "preset": preset,
@@ -345,7 +357,8 @@ def stitch_segments(
         segment_count=n,
         video_frames=frames_out,
         audio_duration_s=samples_out / audio_rate,
-        crossfade_s=float(xf / rate),
+        crossfade_s=float(sum(xfs) / len(xfs) / rate) if xfs else 0.0,
+        crossfade_frames=tuple(xfs),
         crossfade_clamped=clamped,
         fps=float(rate),
         width=width,

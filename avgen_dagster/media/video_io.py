@@ -31,9 +31,16 @@ def fps_fraction(fps: float | Fraction) -> Fraction:
     Raises:
         MediaError: if ``fps`` is not positive.
     """
-    if fps <= 0:
+    if not fps > 0:
         raise MediaError(f"frame rate must be positive, got {fps}")
-    return Fraction(fps).limit_denominator(1001)
+    if isinstance(fps, Fraction):
+        return fps
+    if float(fps).is_integer():
+        return Fraction(int(fps))
+    ntsc = round(float(fps) * 1.001)  # 23.976, 29.97, 59.94 -> 24000/1001, 30000/1001, ...
+    if abs(float(fps) - ntsc * 1000 / 1001) < 0.005:
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(float(fps)).limit_denominator(1001)
 
 
 def _even_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -110,6 +117,8 @@ def encode_segment_mp4(
             vs = out.add_stream("libx264", rate=rate)
             vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
             vs.options = {"crf": str(crf), "preset": preset}
+            vs.codec_context.thread_count = 0  # x264 auto threads
+            vs.codec_context.thread_type = "FRAME"
             vs.time_base = 1 / rate
             ast = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
             ast.bit_rate = 128_000

@@ -1,4 +1,4 @@
-"""Dagster resources: model backends, media-chain settings, the content store and the app database."""
+"""Dagster resources: backends, media-chain settings, the content store, the app database."""
 
 from avgen_dagster.resources.backends import (
     LipsyncBackendResource,

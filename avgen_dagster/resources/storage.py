@@ -29,7 +29,7 @@ class ContentStore(dg.ConfigurableResource):
         return Path(self.root).resolve() / user_id / request_id
 
     def asset_dir(self, user_id: str, request_id: str, asset: str, *, create: bool = True) -> Path:
-        """Absolute folder for ``asset``'s files of one request (created unless ``create=False``)."""
+        """Absolute folder of one request's ``asset`` files (created unless ``create=False``)."""
         path = self.request_dir(user_id, request_id) / asset
         if create:
             path.mkdir(parents=True, exist_ok=True)

@@ -107,7 +107,7 @@ def test_keyframes_every_gop_and_faststart(stitched) -> None:
 
 def test_single_segment_zero_crossfade_and_clamp(segments: list[Path], tmp_path: Path) -> None:
     one = stitch_segments(segments[:1], tmp_path / "one.mp4", crossfade_s=0.5)
-    assert one.video_frames == 50 and one.crossfade_s == 0.0
+    assert one.video_frames == 50 and one.crossfade_s == 0.0 and one.crossfade_frames == ()
     assert probe_media(one.path).audio.duration_s == pytest.approx(2.0, abs=1 / FPS)
     cat = stitch_segments(segments, tmp_path / "cat.mp4", crossfade_s=0.0)
     assert cat.video_frames == 150 and cat.audio_duration_s == pytest.approx(6.0, abs=0.03)
@@ -116,6 +116,16 @@ def test_single_segment_zero_crossfade_and_clamp(segments: list[Path], tmp_path:
     assert big.crossfade_clamped and big.crossfade_s == pytest.approx(1.0)
     assert big.video_frames == 100 - 25
     assert abs(probe_media(big.path).av_drift_s) <= 1 / FPS
+
+
+def test_fractional_crossfade_keeps_the_duration_rule(segments: list[Path], tmp_path: Path) -> None:
+    six = segments * 2  # 6 segments of 2 s; 0.25 s is 6.25 frames at 25 fps
+    r = stitch_segments(six, tmp_path / "six.mp4", crossfade_s=0.25)
+    assert r.crossfade_frames == (6, 7, 6, 6, 6)  # cumulative rounding of 6.25 per join
+    assert r.duration_s == pytest.approx(6 * SEG_S - 5 * 0.25, abs=0.5 / FPS)
+    info = probe_media(r.path)
+    assert info.video.frames == r.video_frames == 12 * FPS - 31
+    assert abs(info.av_drift_s) <= 1 / FPS
 
 
 def test_conform_size_fps_and_wav_override(segments: list[Path], tmp_path: Path) -> None:
