@@ -46,3 +46,32 @@ def test_bad_inputs(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())
     with pytest.raises(MediaError):
         list(read_video_frames(tmp_path / "missing.mp4"))
+
+
+def test_fps_fraction_and_ntsc_stitch(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    from avgen_dagster.media.stitch import stitch_segments
+    from avgen_dagster.media.video_io import fps_fraction
+
+    assert fps_fraction(29.97) == Fraction(30000, 1001)
+    assert fps_fraction(25) == 25 and fps_fraction(12.5) == Fraction(25, 2)
+    with pytest.raises(MediaError):
+        fps_fraction(0)
+    sr = 16000
+    segs = [
+        encode_segment_mp4(
+            (np.full((32, 32, 3), 60 * k, np.uint8) for _ in range(60)),
+            29.97,
+            0.1 * np.sin(np.arange(round(60 / (30000 / 1001) * sr)) * 0.2),
+            sr,
+            tmp_path / f"n{k}.mp4",
+        )
+        for k in range(2)
+    ]
+    r = stitch_segments(segs, tmp_path / "ntsc.mp4", fps=29.97, crossfade_s=0.25)
+    assert r.crossfade_frames == (7,) and r.video_frames == 113
+    info = probe_media(r.path)
+    assert info.video.fps == pytest.approx(30000 / 1001)
+    assert info.video.duration_s == pytest.approx(113 * 1001 / 30000, abs=1e-3)
+    assert abs(info.av_drift_s) <= 1001 / 30000
