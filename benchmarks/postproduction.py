@@ -17,12 +17,13 @@ Timed, in one run:
 Targets: ours/(a) <= 0.5, ours/(b) <= 1.3.
 
 Usage: ``.venv/bin/python benchmarks/postproduction.py [--quick] [--segments N]
-[--seconds S] [--keep DIR]``
+[--seconds S] [--repeat R] [--keep DIR]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import subprocess
@@ -239,7 +240,8 @@ def run_floor_pyav(final: Path, out: Path) -> None:
         av.open(str(out), "w", options={"movflags": "+faststart"}) as dst,
     ):
         sv, sa = src.streams.video[0], src.streams.audio[0]
-        sv.thread_type = "AUTO"
+        if (os.cpu_count() or 1) > 4:  # same rule as stitch_segments
+            sv.thread_type = "AUTO"
         vs = dst.add_stream("libx264", rate=FPS)
         vs.width, vs.height, vs.pix_fmt = sv.codec_context.width, sv.codec_context.height, "yuv420p"
         vs.codec_context.thread_count = 0
@@ -277,6 +279,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep the outputs")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of ours and of the floors (fastest kept)"
+    )
+    parser.add_argument(
+        "--no-demo",
+        action="store_true",
+        help="skip the per-stage timings of make demo's whole pipeline (SmolLM2 included)",
+    )
     args = parser.parse_args(argv)
     n, seconds = (4, 3.0) if args.quick else (args.segments, args.seconds)
 
@@ -287,11 +297,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"inputs: {n} segments x {seconds:g} s, {SIZE}x{SIZE} @ {FPS} fps, "
               f"speech-like audio {SR} Hz ({time.perf_counter() - t0:.1f} s to make)")  # fmt: skip
 
-        ours, final = run_ours(mp4s, wavs, work / "ours")
+        # Ours and the floors run --repeat times, interleaved so that load from other
+        # processes hits both alike; each keeps its fastest (wall-clock) repetition.
+        ours_runs: list[Timing] = []
+        floor_runs: dict[str, list[tuple[float, float]]] = {"cli": [], "pyav": []}
+        final = work / "ours0" / "final.mp4"
+        for i in range(max(1, args.repeat)):
+            timing, final = run_ours(mp4s, wavs, work / f"ours{i}")
+            ours_runs.append(timing)
+            for name, fn in (("cli", run_floor_cli), ("pyav", run_floor_pyav)):
+                one: Timing = {}
+                _timed(
+                    one,
+                    name,
+                    lambda fn=fn, name=name, src=final: fn(src, work / f"floor_{name}.mp4"),
+                )
+                floor_runs[name].append(one[name])
+        ours = min(ours_runs, key=lambda t: _total(t)[0])
+        floors: Timing = {k: min(v) for k, v in floor_runs.items()}
         chain = run_cli_chain(mp4s, work / "cli")
-        floors: Timing = {}
-        _timed(floors, "cli", lambda: run_floor_cli(final, work / "floor_cli.mp4"))
-        _timed(floors, "pyav", lambda: run_floor_pyav(final, work / "floor_pyav.mp4"))
         info = probe_media(final)
         ours_t, chain_t = _total(ours), _total(chain)
 
@@ -322,6 +346,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 results[f"ratio.{label}.{kind}"] = ratio
                 ok = "OK" if ratio <= target else "MISSED"
                 print(f"{label:<10} {kind:<4} {ratio:6.2f}x  (target <= {target}x)  {ok}")
+        if not args.no_demo:
+            from demo_stages import print_demo_stages, time_demo_pipeline
+
+            demo = time_demo_pipeline()
+            print_demo_stages(demo)
+            results |= {f"demo.{k}_s": v for k, v in demo.items()}
         return results
     finally:
         if args.keep is None:

@@ -7,6 +7,7 @@ manifest with metadata for the Dagster UI.
 """
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -48,6 +49,17 @@ PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _db_json(value: float | None) -> float | None:
+    # Silence measures −inf LUFS/dBTP, which JSON cannot carry: report it as null.
+    return round(value, 2) if value is not None and math.isfinite(value) else None
+
+
+def _db_metadata(value: float | None) -> dg.MetadataValue:
+    """A level in dB (LUFS, dBTP) as UI metadata; silence (−inf) shows as text."""
+    rounded = _db_json(value)
+    return dg.MetadataValue.float(rounded) if rounded is not None else dg.MetadataValue.text("-inf")
 
 
 def _option(snapshot: RequestSnapshot, name: str, default: float) -> float:
@@ -244,15 +256,15 @@ def normalized_audio(
         value=AudioManifest(request_id=request.request_id, clips=clips, target_lufs=target),
         metadata={
             "target_lufs": dg.MetadataValue.float(target),
-            "integrated_lufs_min": dg.MetadataValue.float(round(min(lufs), 2)),
-            "integrated_lufs_max": dg.MetadataValue.float(round(max(lufs), 2)),
-            "true_peak_dbtp_max": dg.MetadataValue.float(round(max(peaks), 2)),
+            "integrated_lufs_min": _db_metadata(min(lufs)),
+            "integrated_lufs_max": _db_metadata(max(lufs)),
+            "true_peak_dbtp_max": _db_metadata(max(peaks)),
             "per_clip": dg.MetadataValue.json(
                 [
                     {
                         "clip": Path(c.path).name,
-                        "lufs": round(c.integrated_lufs or 0.0, 2),
-                        "true_peak_dbtp": round(c.true_peak_dbtp or 0.0, 2),
+                        "lufs": _db_json(c.integrated_lufs),
+                        "true_peak_dbtp": _db_json(c.true_peak_dbtp),
                     }
                     for c in clips
                 ]
@@ -342,6 +354,7 @@ def lipsync_segments(
 )
 def stitched_mp4(
     lipsync_segments: SegmentsManifest,
+    normalized_audio: AudioManifest,
     request: RequestSnapshot,
     media: MediaChainResource,
     content: ContentStore,
@@ -363,6 +376,8 @@ def stitched_mp4(
         gop_s=media.gop_s,
         crf=media.crf,
         preset=media.preset,
+        # The lossless normalised WAVs, not the segments' AAC: one audio encode, not two.
+        audio=[Path(c.path) for c in normalized_audio.clips],
     )
     info = probe_media(out)
     audio, sr = read_audio_track(out)
@@ -384,8 +399,8 @@ def stitched_mp4(
             "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
             "audio_duration_s": dg.MetadataValue.float(round(manifest.audio_duration_s, 3)),
             "av_drift_s": dg.MetadataValue.float(round(info.av_drift_s, 4)),
-            "integrated_lufs": dg.MetadataValue.float(round(loud.integrated_lufs, 2)),
-            "true_peak_dbtp": dg.MetadataValue.float(round(loud.true_peak_dbtp, 2)),
+            "integrated_lufs": _db_metadata(loud.integrated_lufs),
+            "true_peak_dbtp": _db_metadata(loud.true_peak_dbtp),
             "crossfade_s": dg.MetadataValue.float(crossfade),
             "segment_count": len(lipsync_segments.segments),
             "faststart": manifest.faststart,

@@ -151,4 +151,9 @@ def test_errors(segments: list[Path], tmp_path: Path) -> None:
         stitch_segments([segments[0], tmp_path / "nope.mp4"], tmp_path / "x.mp4")
     with pytest.raises(MediaError):
         stitch_segments(segments, tmp_path / "x.mp4", audio=[tmp_path / "a.wav"])
+    truncated = tmp_path / "trunc.mp4"
+    truncated.write_bytes(segments[1].read_bytes()[:3000])
+    with pytest.raises(MediaError):
+        stitch_segments([segments[0], truncated], tmp_path / "x.mp4")
     assert not (tmp_path / "x.mp4").exists()
+    assert not list(tmp_path.glob(".tmp-*"))
