@@ -17,11 +17,17 @@ import threading
 from pathlib import Path
 from typing import Annotated, Any
 
-import typer
-from tqdm import tqdm
+# Quiet third-party chatter before those libraries load: model-loading progress bars (our own
+# stage bar passes disable= explicitly) and MediaPipe/TFLite's C++ info logs.
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from avgen_dagster.errors import AvgenError, InvalidInputError
-from avgen_dagster.settings import Settings, get_settings
+import typer  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from avgen_dagster.errors import AvgenError, InvalidInputError  # noqa: E402
+from avgen_dagster.settings import Settings, get_settings  # noqa: E402
 
 app = typer.Typer(
     name="avgen",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ def time_demo_pipeline(max_words: int = 160) -> dict[str, float]:
         os.environ["AVGEN_CONTENT_DIR"] = str(Path(tmp) / "content")
         os.environ["AVGEN_DATABASE_URL"] = f"sqlite:///{tmp}/app.db"
         Path(os.environ["DAGSTER_HOME"]).mkdir()
+        shutil.copy(REPO / "deploy" / "dagster.local.yaml", Path(tmp) / "home" / "dagster.yaml")
         from avgen_dagster.cli import run_generation
 
         instance = dg.DagsterInstance.get()
