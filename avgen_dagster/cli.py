@@ -23,11 +23,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import typer  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import typer
+from tqdm import tqdm
 
-from avgen_dagster.errors import AvgenError, InvalidInputError  # noqa: E402
-from avgen_dagster.settings import Settings, get_settings  # noqa: E402
+from avgen_dagster.errors import AvgenError, InvalidInputError
+from avgen_dagster.settings import Settings, get_settings
 
 app = typer.Typer(
     name="avgen",
