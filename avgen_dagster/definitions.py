@@ -15,7 +15,7 @@ from avgen_dagster.resources import (
     SpeechBackendResource,
     TextBackendResource,
 )
-from avgen_dagster.sensors import request_failure_sensor
+from avgen_dagster.sensors import request_failure_sensor, request_sensor
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -36,7 +36,7 @@ def build_definitions() -> dg.Definitions:
         assets=dg.load_assets_from_modules([talking_head, records]),
         asset_checks=talking_head_checks,
         jobs=[talking_head_job],
-        sensors=[request_failure_sensor],
+        sensors=[request_sensor, request_failure_sensor],
         resources=default_resources(),
     )
 

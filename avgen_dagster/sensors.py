@@ -1,10 +1,59 @@
-"""Sensors: a failed generation run marks its request Failed with a readable reason."""
+"""Sensors: request intake (queued requests → runs) and failure reporting."""
 
 import dagster as dg
 
 from avgen_dagster.failures import REQUEST_ID_TAG, failure_reason, mark_request_failed
 from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
+from avgen_dagster.store.requests import mark_submitted, requests_to_submit
+
+USER_ID_TAG = "avgen/user_id"
+MAX_REQUESTS_PER_TICK = 100
+
+
+@dg.sensor(
+    name="request_sensor",
+    job=talking_head_job,
+    minimum_interval_seconds=5,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Picks up queued generation requests from the app database: adds the user's partition "
+        "when new and requests one run per request (run key = request id)."
+    ),
+)
+def request_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Queued → Processing, one run per request; at most 100 requests per tick."""
+    db = app_db.get()
+    with db.session() as s:
+        pending = [
+            (r.request_id, r.user_id) for r in requests_to_submit(s, limit=MAX_REQUESTS_PER_TICK)
+        ]
+    if not pending:
+        return dg.SkipReason("no queued requests")
+    users = sorted({user_id for _, user_id in pending})
+    new_users = [
+        u for u in users if not context.instance.has_dynamic_partition(user_partitions.name, u)
+    ]
+    run_requests = [
+        dg.RunRequest(
+            run_key=request_id,
+            partition_key=user_id,
+            tags={REQUEST_ID_TAG: request_id, USER_ID_TAG: user_id},
+        )
+        for request_id, user_id in pending
+    ]
+    with db.session() as s:
+        mark_submitted(s, [request_id for request_id, _ in pending])
+    context.log.info(f"submitting {len(run_requests)} request(s); {len(new_users)} new user(s)")
+    return dg.SensorResult(
+        run_requests=run_requests,
+        dynamic_partitions_requests=[user_partitions.build_add_request(new_users)]
+        if new_users
+        else [],
+    )
 
 
 @dg.run_failure_sensor(

@@ -6,6 +6,9 @@ variable               meaning                                default
 ``DAGSTER_HOME``       Dagster's instance folder               ``.dagster_home`` (absolute)
 ``AVGEN_DATABASE_URL`` SQLAlchemy URL of the app database      SQLite ``$DAGSTER_HOME/avgen.db``
 ``AVGEN_CONTENT_DIR``  root of generated content               ``generated_content``
+``AVGEN_MEDIA_URL``    base URL of the media server            ``http://127.0.0.1:8502``
+``AVGEN_PORTAL_URL``   base URL of the portal (links in mail)  ``http://127.0.0.1:8501``
+``AVGEN_SECRET_KEY``   signs sign-in links and media URLs      a key file in DAGSTER_HOME
 =====================  =====================================  ==============================
 """
 
@@ -33,6 +36,13 @@ class Settings(BaseSettings):
         default=Path("generated_content"), validation_alias=AliasChoices("AVGEN_CONTENT_DIR")
     )
 
+    media_url: str = Field(
+        default="http://127.0.0.1:8502", validation_alias=AliasChoices("AVGEN_MEDIA_URL")
+    )
+    portal_url: str = Field(
+        default="http://127.0.0.1:8501", validation_alias=AliasChoices("AVGEN_PORTAL_URL")
+    )
+
     @cached_property
     def dagster_home_path(self) -> Path:
         """Absolute Dagster home folder."""
@@ -54,3 +64,33 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Read the settings from the current environment."""
     return Settings()
+
+
+def secret_key(settings: Settings | None = None) -> str:
+    """The key that signs sign-in links and media URLs.
+
+    ``AVGEN_SECRET_KEY`` when set (production: the same value for every process); otherwise a
+    random key created once in ``$DAGSTER_HOME/secret_key`` (mode 0600) and reused, so a
+    laptop's portal, CLI and sensors agree without configuration.
+    """
+    import os
+    import secrets
+
+    if key := os.environ.get("AVGEN_SECRET_KEY"):
+        return key
+    settings = settings or get_settings()
+    path = settings.dagster_home_path / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{secrets.token_hex(6)}-secret_key")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+        # link() fails if another process won the race; then both use the winner's key.
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

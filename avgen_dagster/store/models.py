@@ -11,7 +11,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -62,6 +72,8 @@ class User(Base):
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     email: Mapped[str | None] = mapped_column(String(320))
+    # Argon2id hash (argon2-cffi, PHC string format); the code itself is never stored.
+    access_code_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     requests: Mapped[list[GenerationRequest]] = relationship(back_populates="user")
@@ -83,8 +95,40 @@ class GenerationRequest(Base):
     video_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
     image_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
     run_id: Mapped[str | None] = mapped_column(String(64))
+    # When the user wants to be told (UTC); None means as soon as the content is ready.
+    notify_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the intake sensor requested the run (Queued → Processing).
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     generated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="requests")
+
+
+class LoginAttempt(Base):
+    """One sign-in attempt, good or bad (user id as typed, never the access code)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_user_time", "user_id_tried", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id_tried: Mapped[str] = mapped_column(String(128))
+    success: Mapped[bool] = mapped_column(Boolean)
+    method: Mapped[str] = mapped_column(String(16))  # "code" or "link"
+    reason: Mapped[str] = mapped_column(String(200))
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ContentView(Base):
+    """One view of one item (video, HLS stream, script, image…) of a request by its owner."""
+
+    __tablename__ = "content_views"
+    __table_args__ = (Index("ix_content_views_user_time", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"))
+    request_id: Mapped[str] = mapped_column(ForeignKey("generation_requests.request_id"))
+    item: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avgen_dagster.errors import InvalidInputError
-from avgen_dagster.store.models import GenerationRequest, RequestStatus, User, utcnow
+from avgen_dagster.store.models import (
+    ContentView,
+    GenerationRequest,
+    RequestStatus,
+    User,
+    utcnow,
+)
 from avgen_dagster.validation import validate_user_id
 
 
@@ -40,10 +47,12 @@ def create_request(
     options: dict[str, Any] | None = None,
     status: RequestStatus = RequestStatus.QUEUED,
     request_id: str | None = None,
+    notify_at: datetime | None = None,
 ) -> GenerationRequest:
     """Insert a new request for ``user_id`` (creating the user if new) and return it.
 
-    Exactly one of ``prompt`` and ``script`` must be given.
+    Exactly one of ``prompt`` and ``script`` must be given. ``notify_at`` is an aware
+    datetime (stored as UTC); a time in the past means "as soon as it is ready".
 
     Raises:
         InvalidInputError: bad user id, or neither/both of prompt and script.
@@ -61,6 +70,7 @@ def create_request(
         video_paths=[],
         image_paths=[],
         created_at=utcnow(),
+        notify_at=notify_at,
     )
     if request_id is not None:
         req.request_id = request_id
@@ -122,3 +132,64 @@ def mark_failed(session: Session, request_id: str, error: str) -> None:
     req = get_request(session, request_id)
     req.status = RequestStatus.FAILED.value
     req.error = error[:4000]
+
+
+def list_requests(session: Session, user_id: str, limit: int = 50) -> list[GenerationRequest]:
+    """The user's requests, newest first (at most ``limit``)."""
+    stmt = (
+        select(GenerationRequest)
+        .where(GenerationRequest.user_id == user_id)
+        .order_by(GenerationRequest.created_at.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def requests_to_submit(
+    session: Session, *, limit: int = 100, stale_after: timedelta = timedelta(minutes=10)
+) -> list[GenerationRequest]:
+    """Requests the intake sensor should (re)submit, oldest first.
+
+    Queued requests, plus Processing ones whose run never started (no ``run_id``) for longer
+    than ``stale_after`` since they were submitted — a crash between the sensor's database
+    update and the run's launch must not strand a request; re-submitting is safe because the
+    run key (the request id) makes Dagster launch one run per request at most.
+    """
+    stale = utcnow() - stale_after
+    stmt = (
+        select(GenerationRequest)
+        .where(
+            (GenerationRequest.status == RequestStatus.QUEUED.value)
+            | (
+                (GenerationRequest.status == RequestStatus.PROCESSING.value)
+                & GenerationRequest.run_id.is_(None)
+                & (GenerationRequest.submitted_at < stale.replace(tzinfo=None))
+            )
+        )
+        .order_by(GenerationRequest.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def mark_submitted(session: Session, request_ids: Sequence[str]) -> None:
+    """Queued → Processing for requests whose run the sensor has just requested."""
+    now = utcnow()
+    for request_id in request_ids:
+        req = get_request(session, request_id)
+        req.status = RequestStatus.PROCESSING.value
+        req.submitted_at = now
+
+
+def log_view(session: Session, user_id: str, request_id: str, item: str) -> None:
+    """Record that ``user_id`` viewed ``item`` of their request ``request_id``.
+
+    Raises:
+        InvalidInputError: the request does not exist or is not ``user_id``'s.
+    """
+    req = get_request(session, request_id)
+    if req.user_id != user_id:
+        raise InvalidInputError(f"request {request_id} is not {user_id!r}'s")
+    session.add(ContentView(user_id=user_id, request_id=request_id, item=item[:200],
+                            created_at=utcnow()))  # fmt: skip
+    session.flush()
