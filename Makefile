@@ -7,8 +7,12 @@ STAMP := $(VENV)/.installed-stamp
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DEMO_USER ?= demo
 DEMO_PROMPT ?= Explain to a curious ten-year-old why the sky is blue during the day and turns red and orange at sunset.
-HOST ?= 127.0.0.1
-DAGSTER_PORT ?= 3000
+export AVGEN_HOST ?= 127.0.0.1
+export DAGSTER_PORT ?= 3000
+export PORTAL_PORT ?= 8501
+export MEDIA_PORT ?= 8502
+export AVGEN_MEDIA_URL ?= http://$(AVGEN_HOST):$(MEDIA_PORT)
+export AVGEN_PORTAL_URL ?= http://$(AVGEN_HOST):$(PORTAL_PORT)
 
 .PHONY: install demo test serve lint bench clean-demo
 
@@ -31,12 +35,16 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.local.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml
 	$(VENV)/bin/avgen generate --user-id $(DEMO_USER) --portrait samples/portrait.png \
 		--prompt "$(DEMO_PROMPT)"
+	@echo "Portal sign-in link for $(DEMO_USER) (after 'make serve'):"
+	@$(VENV)/bin/avgen user link $(DEMO_USER)
 
 test: install
 	$(PY) -m pytest
 
+# Dagster webserver + daemon (sensors, queued runs), the media server and the portal.
 serve: install $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev -h $(HOST) -p $(DAGSTER_PORT) -w workspace.yaml
+	@echo "Dagster UI http://$(AVGEN_HOST):$(DAGSTER_PORT)  portal $(AVGEN_PORTAL_URL)  media $(AVGEN_MEDIA_URL)"
+	$(VENV)/bin/honcho start -f Procfile
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

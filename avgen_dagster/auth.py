@@ -114,21 +114,21 @@ def _locked_until(session: Session, user_id: str, now: datetime) -> datetime | N
         )
     )
     since = now - LOCKOUT_WINDOW
-    if last_ok is not None and last_ok.replace(tzinfo=since.tzinfo) > since:
-        since = last_ok.replace(tzinfo=since.tzinfo)
+    if last_ok is not None and last_ok > since:
+        since = last_ok
     failures = session.scalars(
         select(LoginAttempt.created_at)
         .where(
             LoginAttempt.user_id_tried == user_id,
             LoginAttempt.success.is_(False),
-            LoginAttempt.created_at > since.replace(tzinfo=None),
+            LoginAttempt.created_at > since,
         )
         .order_by(LoginAttempt.created_at.desc())
         .limit(MAX_FAILURES)
     ).all()
     if len(failures) < MAX_FAILURES:
         return None
-    return failures[-1].replace(tzinfo=now.tzinfo) + LOCKOUT_WINDOW
+    return failures[-1] + LOCKOUT_WINDOW
 
 
 def authenticate(

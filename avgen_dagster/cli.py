@@ -37,6 +37,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="The app database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+user_app = typer.Typer(help="Portal users: access codes and sign-in links.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
 
 MAX_SCRIPT_BYTES = 200_000
 EXIT_BAD_INPUT = 2
@@ -311,6 +313,123 @@ def run_generation(
             "error": req.error,
             "run_id": run_id,
         }
+
+
+@app.command("request")
+def enqueue_request(
+    user_id: Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")],
+    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG).")],
+    prompt: Annotated[str | None, typer.Option("--prompt", help="What to talk about.")] = None,
+    script_file: Annotated[
+        Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
+    ] = None,
+    notify_at: Annotated[
+        str | None,
+        typer.Option("--notify-at", help="ISO 8601 time with offset, e.g. 2026-12-01T09:00+01:00."),
+    ] = None,
+    email: Annotated[str | None, typer.Option("--email", help="Where to notify.")] = None,
+    target_lufs: Annotated[float | None, typer.Option("--target-lufs")] = None,
+    crossfade: Annotated[float | None, typer.Option("--crossfade")] = None,
+    max_words: Annotated[int | None, typer.Option("--max-words")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Queue a request; the request sensor (``make serve``) picks it up and runs it."""
+    from datetime import datetime
+
+    from avgen_dagster.intake import NewRequest, submit_request
+    from avgen_dagster.store.session import AppDatabase
+
+    try:
+        if (prompt is None) == (script_file is None):
+            raise InvalidInputError("give exactly one of --prompt and --script-file")
+        script = _read_script_file(script_file) if script_file is not None else None
+        when = None
+        if notify_at:
+            try:
+                when = datetime.fromisoformat(notify_at)
+            except ValueError as exc:
+                raise InvalidInputError(f"--notify-at {notify_at!r} is not ISO 8601") from exc
+        if not portrait.is_file():
+            raise InvalidInputError(f"portrait {str(portrait)!r} does not exist")
+        if portrait.stat().st_size > 50 * 1024 * 1024:
+            raise InvalidInputError(f"portrait {str(portrait)!r} is larger than 50 MB")
+        settings = get_settings()
+        _ensure_dagster_home(settings)
+        request_id = submit_request(
+            AppDatabase(settings.database_url),
+            settings.content_root,
+            NewRequest(
+                user_id=user_id,
+                prompt=prompt,
+                script=script,
+                portrait=portrait.read_bytes(),
+                portrait_name=portrait.name,
+                options=_options(target_lufs, crossfade, max_words),
+                notify_at=when,
+                email=email,
+            ),
+        )
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    if as_json:
+        typer.echo(json.dumps({"request_id": request_id, "user_id": user_id, "status": "Queued"}))
+    else:
+        typer.echo(f"request {request_id} queued for {user_id}")
+
+
+@user_app.command("create")
+def user_create(
+    user_id: Annotated[str, typer.Argument(help="1-64 of [A-Za-z0-9_-].")],
+    email: Annotated[str | None, typer.Option("--email")] = None,
+    access_code: Annotated[
+        str | None, typer.Option("--access-code", help="Default: a new random code.")
+    ] = None,
+) -> None:
+    """Create the user (or keep it) and set a new access code; prints the code once."""
+    from avgen_dagster.auth import normalise_email, set_access_code
+    from avgen_dagster.store.requests import ensure_user
+    from avgen_dagster.store.session import AppDatabase
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    try:
+        with AppDatabase(settings.database_url).session() as s:
+            ensure_user(s, user_id, email=normalise_email(email) if email else None)
+            code = set_access_code(s, user_id, access_code)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"user {user_id}: access code {code}")
+
+
+@user_app.command("link")
+def user_link(user_id: Annotated[str, typer.Argument(help="An existing user id.")]) -> None:
+    """Print a signed sign-in link to the portal (valid for 7 days)."""
+    from avgen_dagster.auth import issue_login_token
+    from avgen_dagster.settings import secret_key
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    try:
+        token = issue_login_token(user_id, secret_key(settings))
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"{settings.portal_url.rstrip('/')}/?token={token}")
+
+
+@app.command("serve-media")
+def serve_media(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8502,
+) -> None:
+    """Serve generated media to browsers under signed URLs (uvicorn)."""
+    import uvicorn
+
+    from avgen_dagster.media_server import create_app
+    from avgen_dagster.settings import secret_key
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    uvicorn.run(create_app(settings.content_root, secret_key(settings)), host=host, port=port)
 
 
 @db_app.command("upgrade")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from avgen_dagster.store import AppDatabase
+from avgen_dagster.store.requests import get_request
 from tests.conftest import REPO, SAMPLE_PORTRAIT, AvgenEnv
 
 pytestmark = pytest.mark.slow
@@ -42,7 +45,11 @@ def _graphql(port: int) -> dict:
         return json.loads(resp.read())["data"]
 
 
-def test_dagster_dev_shows_the_job_and_the_cli_run(avgen_env: AvgenEnv, tmp_path: Path) -> None:
+def test_dagster_dev_shows_the_job_and_runs_queued_requests(
+    avgen_env: AvgenEnv, tmp_path: Path
+) -> None:
+    """`avgen generate` runs show in the UI; `avgen request` is picked up by the daemon's sensor."""
+    shutil.copy(REPO / "deploy" / "dagster.local.yaml", avgen_env.home / "dagster.yaml")
     bin_dir = Path(sys.executable).parent
     script = tmp_path / "s.txt"
     script.write_text("Hello from the command line.")
@@ -101,6 +108,30 @@ def test_dagster_dev_shows_the_job_and_the_cli_run(avgen_env: AvgenEnv, tmp_path
         runs = {r["runId"]: r for r in data["runsOrError"]["results"]}
         assert runs[run_id]["jobName"] == "talking_head_job"
         assert runs[run_id]["status"] == "SUCCESS"
+
+        # The user loop: enqueue only; the daemon's request_sensor launches the run.
+        queued = subprocess.run(
+            [str(bin_dir / "avgen"), "request", "--user-id", "looped", "--portrait",
+             str(SAMPLE_PORTRAIT), "--script-file", str(script), "--json"],
+            capture_output=True, text=True, timeout=120, env=os.environ.copy(),
+        )  # fmt: skip
+        assert queued.returncode == 0, queued.stderr
+        request_id = json.loads(queued.stdout)["request_id"]
+        db = AppDatabase(avgen_env.db_url)
+        deadline = time.monotonic() + 240
+        status = "Queued"
+        while time.monotonic() < deadline and status not in {"Completed", "Failed"}:
+            time.sleep(2)
+            with db.session() as s:
+                status = get_request(s, request_id).status
+        with db.session() as s:
+            req = get_request(s, request_id)
+            assert req.status == "Completed", (req.status, req.error)
+            assert req.run_id is not None
+        run = next(r for r in _graphql(port)["runsOrError"]["results"] if r["runId"] == req.run_id)
+        tags = {t["key"]: t["value"] for t in run["tags"]}
+        assert tags["avgen/request_id"] == request_id and tags["avgen/user_id"] == "looped"
+        assert tags["dagster/sensor_name"] == "request_sensor"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -162,6 +162,7 @@ def script(
             path=str(folder / "script.txt"),
         ),
         metadata={
+            "request_id": request.request_id,
             "script": dg.MetadataValue.md(text),
             "segments": dg.MetadataValue.md(numbered),
             "segment_count": len(segments),
@@ -202,6 +203,7 @@ def tts_clips(
     return dg.MaterializeResult(
         value=AudioManifest(request_id=request.request_id, clips=clips),
         metadata={
+            "request_id": request.request_id,
             "clip_count": len(clips),
             "total_duration_s": dg.MetadataValue.float(round(total, 3)),
             "durations_s": dg.MetadataValue.json([round(c.duration_s, 3) for c in clips]),
@@ -255,6 +257,7 @@ def normalized_audio(
     return dg.MaterializeResult(
         value=AudioManifest(request_id=request.request_id, clips=clips, target_lufs=target),
         metadata={
+            "request_id": request.request_id,
             "target_lufs": dg.MetadataValue.float(target),
             "integrated_lufs_min": _db_metadata(min(lufs)),
             "integrated_lufs_max": _db_metadata(max(lufs)),
@@ -326,6 +329,7 @@ def lipsync_segments(
         segments.append(VideoSegment(str(path), frames / backend.fps, frames))
         context.log.info(f"segment {i + 1}/{len(normalized_audio.clips)}: {frames} frames")
     metadata: dict[str, dg.RawMetadataValue] = {
+        "request_id": request.request_id,
         "segment_count": len(segments),
         "frames": sum(s.frames for s in segments),
         "fps": backend.fps,
@@ -394,6 +398,7 @@ def stitched_mp4(
     return dg.MaterializeResult(
         value=manifest,
         metadata={
+            "request_id": request.request_id,
             "path": dg.MetadataValue.path(str(out)),
             "duration_s": dg.MetadataValue.float(round(info.duration_s, 3)),
             "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
@@ -434,6 +439,7 @@ def hls(
             target_duration_s=result.target_duration_s,
         ),
         metadata={
+            "request_id": request.request_id,
             "playlist": dg.MetadataValue.path(str(result.playlist)),
             "segment_count": len(result.segments),
             "target_duration_s": dg.MetadataValue.float(result.target_duration_s),

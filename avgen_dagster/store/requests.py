@@ -163,7 +163,7 @@ def requests_to_submit(
             | (
                 (GenerationRequest.status == RequestStatus.PROCESSING.value)
                 & GenerationRequest.run_id.is_(None)
-                & (GenerationRequest.submitted_at < stale.replace(tzinfo=None))
+                & (GenerationRequest.submitted_at < stale)
             )
         )
         .order_by(GenerationRequest.created_at)

@@ -37,6 +37,7 @@ __all__ = [
     "mel_chunks",
     "mel_filterbank",
     "mel_start",
+    "mel_windows",
     "melspectrogram",
 ]
 
@@ -171,40 +172,64 @@ def mel_start(i: int | np.ndarray, fps: float | Fraction) -> np.ndarray:
     return (idx * MEL_FPS * f.denominator) // f.numerator
 
 
+def mel_windows(mel: np.ndarray, fps: float | Fraction, frames: np.ndarray) -> np.ndarray:
+    """Mel windows of arbitrary video frames: frame i gets columns ``[int(i·80/fps), +16)``.
+
+    Windows that run past the spectrogram are padded with −4 (the normalised floor, i.e.
+    digital silence), so every frame gets one: unlike the reference script, which stops at
+    the last full window and so drops up to 0.2 s of frames at the end.
+
+    Args:
+        mel: (80, T) from :func:`melspectrogram`.
+        fps: video frame rate (25, 29.97 = 30000/1001, 30, ...).
+        frames: (k,) int frame indices (any order, repeats allowed), >= 0.
+
+    Returns:
+        (k, 80, 16) float32.
+
+    Raises:
+        InvalidInputError: bad mel shape, fps or negative indices.
+    """
+    mel = np.asarray(mel, dtype=np.float32)
+    if mel.ndim != 2 or mel.shape[0] != N_MELS or mel.shape[1] == 0:
+        raise InvalidInputError(f"mel must have shape (80, T>0), got {mel.shape}")
+    idx_frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+    if idx_frames.size == 0:
+        return np.zeros((0, N_MELS, MEL_STEP), np.float32)
+    if idx_frames.min() < 0:
+        raise InvalidInputError("frame indices must be >= 0")
+    starts = mel_start(idx_frames, fps)
+    need = int(starts.max()) + MEL_STEP
+    if need > mel.shape[1]:
+        mel = np.pad(mel, ((0, 0), (0, need - mel.shape[1])), constant_values=-MAX_ABS_VALUE)
+    idx = starts[:, None] + np.arange(MEL_STEP)[None, :]
+    return np.ascontiguousarray(mel[:, idx].transpose(1, 0, 2))
+
+
 def mel_chunks(
     mel: np.ndarray,
     fps: float | Fraction,
     n_frames: int | None = None,
     start_frame: int = 0,
 ) -> np.ndarray:
-    """Per-video-frame mel windows: frame i gets columns ``[int(i·80/fps), +16)``.
-
-    Unlike the reference script (which stops at the last full window and so drops up to
-    0.2 s of frames at the end), windows that run past the spectrogram are padded with −4
-    (the normalised floor, i.e. digital silence), so every frame gets one.
+    """Per-video-frame mel windows of consecutive frames (see :func:`mel_windows`).
 
     Args:
         mel: (80, T) from :func:`melspectrogram`.
-        fps: video frame rate (25, 29.97 = 30000/1001, 30, ...).
+        fps: video frame rate.
         n_frames: how many frames; default the audio's length in frames,
             ``max(1, round(T / 80 · fps))``.
         start_frame: index of the first frame (for chunked, streaming use).
 
     Returns:
-        (n_frames, 80, 16) float32.
+        (n_frames, 80, 16) float32; row i is frame ``start_frame + i``.
 
     Raises:
         InvalidInputError: bad mel shape or fps.
     """
     mel = np.asarray(mel, dtype=np.float32)
-    if mel.ndim != 2 or mel.shape[0] != N_MELS or mel.shape[1] == 0:
+    if mel.ndim != 2:
         raise InvalidInputError(f"mel must have shape (80, T>0), got {mel.shape}")
-    f = _fps(fps)
     if n_frames is None:
-        n_frames = max(1, round(Fraction(mel.shape[1], MEL_FPS) * f))
-    starts = mel_start(np.arange(start_frame, start_frame + n_frames), f)
-    need = int(starts.max()) + MEL_STEP if n_frames else 0
-    if need > mel.shape[1]:
-        mel = np.pad(mel, ((0, 0), (0, need - mel.shape[1])), constant_values=-MAX_ABS_VALUE)
-    idx = starts[:, None] + np.arange(MEL_STEP)[None, :]
-    return np.ascontiguousarray(mel[:, idx].transpose(1, 0, 2))
+        n_frames = max(1, round(Fraction(mel.shape[1], MEL_FPS) * _fps(fps)))
+    return mel_windows(mel, fps, np.arange(start_frame, start_frame + n_frames))

@@ -1,0 +1,626 @@
+"""Driving-video input: face / no-face segments, loop / ping-pong / trim, streaming render.
+
+A driving video is a clip of a person that is lip-synced to new audio instead of animating a
+still portrait. Two streaming passes over the file:
+
+1. **Scan** (:func:`scan_driving_video`): every frame is decoded (scaled down to at most
+   960 px on its long side) and its face found by :class:`FaceTracker` (MediaPipe Face
+   Landmarker, tracked in a region around the previous face; a full-frame search over
+   overlapping square tiles when there is none, because the landmarker's short-range
+   detector misses faces under ~10 % of a 16:9 frame's width). Only per-frame metadata is
+   kept (timestamps, a box, a flag: ~50 bytes per frame). Frames are then grouped into face
+   and no-face segments with hysteresis (:func:`segment_faces`: a face segment ends only
+   after more than ``max_gap`` missed frames; a face run shorter than ``min_face_frames``
+   is not a face segment), boxes are interpolated over the filled gaps and smoothed over
+   5 frames (centred moving average, as the Wav2Lip reference smooths its boxes).
+2. **Render** (:func:`iter_driving_frames`, :func:`render_driving_video`): the output has
+   ``round(audio duration · fps)`` frames at the driving video's own frame rate; output
+   frame j shows source frame :func:`source_indices` (loop, ping-pong or trim, the last
+   frame held when a trimmed video is shorter than the audio). Frames are decoded,
+   processed and encoded ``chunk_frames`` at a time: face-segment frames go through the
+   ``process`` callback (the lip-sync), no-face frames pass through unchanged; every output
+   index is yielded exactly once, so no frame is lost or duplicated, and a frame without a
+   face never aborts. Memory is bounded by the chunk, not the video's length.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import cv2
+import numpy as np
+
+from avgen_dagster.errors import InvalidInputError, MediaError
+from avgen_dagster.media.faces import FaceLandmarker, default_landmarker
+from avgen_dagster.media.video_io import encode_segment_mp4, fps_fraction
+
+__all__ = [
+    "LOOP_MODES",
+    "DrivingVideoResult",
+    "DrivingVideoScan",
+    "FaceSegment",
+    "FaceTracker",
+    "FrameProcessor",
+    "LoopMode",
+    "iter_driving_frames",
+    "render_driving_video",
+    "scan_driving_video",
+    "segment_faces",
+    "smooth_boxes",
+    "source_indices",
+]
+
+LoopMode = Literal["loop", "pingpong", "trim"]
+LOOP_MODES: tuple[str, ...] = ("loop", "pingpong", "trim")
+
+#: ``process(frames, boxes, out_indices) -> frames``: lip-syncs face-segment frames.
+#: frames: k RGB uint8 (H, W, 3) arrays (must not be modified; the same array may appear
+#: twice); boxes: (k, 4) float64 smoothed face boxes (x0, y0, x1, y1) px; out_indices: (k,)
+#: int64 output frame indices (to pick each frame's audio window). Returns k new frames.
+FrameProcessor = Callable[[list[np.ndarray], np.ndarray, np.ndarray], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class FaceSegment:
+    """A run of source frames ``[start, stop)`` that all have a face (``face``) or none."""
+
+    start: int
+    stop: int
+    face: bool
+
+    @property
+    def length(self) -> int:
+        """Number of frames."""
+        return self.stop - self.start
+
+
+class FaceTracker:
+    """Per-frame face box from MediaPipe landmarks, searched near the previous face first.
+
+    Args:
+        landmarker: default the shared :func:`~avgen_dagster.media.faces.default_landmarker`.
+        roi_scale: side of the tracking region, in units of the previous box's larger side.
+        roi_side: the tracking region is resized to at most this many px before detection.
+
+    ``detect`` is stateful (it remembers the last face); call :meth:`reset` between videos.
+    """
+
+    def __init__(
+        self,
+        landmarker: FaceLandmarker | None = None,
+        *,
+        roi_scale: float = 2.4,
+        roi_side: int = 320,
+    ) -> None:
+        self._landmarker = landmarker
+        self.roi_scale = float(roi_scale)
+        self.roi_side = int(roi_side)
+        self._last: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget the last face (the next frame is searched in full)."""
+        self._last = None
+
+    def _detect_in(self, frame: np.ndarray, x0: int, y0: int, x1: int, y1: int, side: int):
+        crop = frame[y0:y1, x0:x1]
+        s = min(1.0, side / max(crop.shape[:2]))
+        if s < 1.0:
+            crop = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
+        lm = (self._landmarker or default_landmarker()).detect(np.ascontiguousarray(crop))
+        if lm is None:
+            return None
+        b = np.asarray(lm.bbox, dtype=np.float64) / s
+        return b + np.array([x0, y0, x0, y0], dtype=np.float64)
+
+    def detect(self, frame_rgb: np.ndarray) -> np.ndarray | None:
+        """Face box of the main face, or ``None``.
+
+        Args:
+            frame_rgb: (H, W, 3) uint8 RGB.
+
+        Returns:
+            (4,) float64 (x0, y0, x1, y1) px: the landmarks' bounding box (forehead to chin).
+        """
+        h, w = frame_rgb.shape[:2]
+        box = None
+        if self._last is not None:
+            cx, cy = 0.5 * (self._last[0] + self._last[2]), 0.5 * (self._last[1] + self._last[3])
+            half = 0.5 * self.roi_scale * max(self._last[2] - self._last[0], self._last[3] - self._last[1])
+            x0, x1 = max(0, int(cx - half)), min(w, int(cx + half) + 1)
+            y0, y1 = max(0, int(cy - half)), min(h, int(cy + half) + 1)
+            if x1 - x0 >= 16 and y1 - y0 >= 16:
+                box = self._detect_in(frame_rgb, x0, y0, x1, y1, self.roi_side)
+        if box is None:
+            box = self._detect_in(frame_rgb, 0, 0, w, h, 640)
+        if box is None and max(h, w) > 1.2 * min(h, w):
+            side = min(h, w)
+            n = math.ceil(max(h, w) / side) + 1
+            for k in range(n):
+                off = round(k * (max(h, w) - side) / (n - 1))
+                x0, y0 = (off, 0) if w > h else (0, off)
+                box = self._detect_in(frame_rgb, x0, y0, x0 + side, y0 + side, 384)
+                if box is not None:
+                    break
+        self._last = box
+        return box
+
+
+def segment_faces(
+    detected: np.ndarray, *, max_gap: int = 4, min_face_frames: int = 6
+) -> list[FaceSegment]:
+    """Group per-frame detections into alternating face / no-face segments (hysteresis).
+
+    1. No-face runs of at most ``max_gap`` frames between two detections become face (a
+       face segment ends only after ``max_gap + 1`` consecutive misses: detector dropouts
+       and blinks of the detector do not split it).
+    2. Face runs shorter than ``min_face_frames`` become no-face (a face segment starts only
+       on a stable detection).
+
+    Args:
+        detected: (N,) bool, a face was found in frame i.
+
+    Returns:
+        Segments covering ``[0, N)`` in order, adjacent ones of opposite kind.
+    """
+    d = np.asarray(detected, dtype=bool).copy()
+    n = d.size
+    if n == 0:
+        return []
+
+    def runs(x: np.ndarray) -> list[tuple[int, int, bool]]:
+        edges = np.flatnonzero(np.diff(x.astype(np.int8))) + 1
+        bounds = [0, *edges.tolist(), x.size]
+        return [(a, b, bool(x[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    for a, b, face in runs(d):
+        if not face and a > 0 and b < n and b - a <= max_gap:
+            d[a:b] = True
+    for a, b, face in runs(d):
+        if face and b - a < min_face_frames:
+            d[a:b] = False
+    return [FaceSegment(a, b, face) for a, b, face in runs(d)]
+
+
+def smooth_boxes(
+    boxes: np.ndarray, segments: list[FaceSegment], window: int = 5
+) -> np.ndarray:
+    """Face boxes for every face-segment frame: gaps interpolated, then smoothed.
+
+    Args:
+        boxes: (N, 4) float raw boxes, NaN rows where nothing was detected.
+        segments: from :func:`segment_faces`.
+        window: centred moving-average length in frames (edges clamped to the segment).
+
+    Returns:
+        (N, 4) float64: finite in face segments, NaN elsewhere.
+    """
+    raw = np.asarray(boxes, dtype=np.float64)
+    out = np.full_like(raw, np.nan)
+    for seg in segments:
+        if not seg.face:
+            continue
+        b = raw[seg.start : seg.stop].copy()
+        ok = np.isfinite(b).all(axis=1)
+        if not ok.any():
+            continue
+        t = np.arange(b.shape[0])
+        for c in range(4):
+            b[:, c] = np.interp(t, t[ok], b[ok, c])
+        if window > 1 and b.shape[0] > 1:
+            half = window // 2
+            padded = np.pad(b, ((half, window - 1 - half), (0, 0)), mode="edge")
+            kernel = np.ones(window) / window
+            b = np.stack([np.convolve(padded[:, c], kernel, mode="valid") for c in range(4)], 1)
+        out[seg.start : seg.stop] = b
+    return out
+
+
+def source_indices(out_idx: np.ndarray, n_src: int, mode: LoopMode) -> np.ndarray:
+    """Source frame shown at each output frame index.
+
+    * ``loop``: ``j mod N`` (0 1 2 0 1 2 ...).
+    * ``pingpong``: forwards then backwards without repeating the end frames
+      (0 1 2 1 0 1 2 ..., period 2N − 2).
+    * ``trim``: ``min(j, N − 1)``: the video is cut at the audio's end; if it is shorter than
+      the audio its last frame is held.
+
+    Args:
+        out_idx: int array of output frame indices (>= 0).
+        n_src: N, source frames (>= 1).
+        mode: one of :data:`LOOP_MODES`.
+
+    Returns:
+        int64 array like ``out_idx``.
+
+    Raises:
+        InvalidInputError: unknown mode or N < 1.
+    """
+    j = np.asarray(out_idx, dtype=np.int64)
+    if n_src < 1:
+        raise InvalidInputError("the driving video has no frames")
+    if mode == "loop":
+        return j % n_src
+    if mode == "pingpong":
+        if n_src == 1:
+            return np.zeros_like(j)
+        period = 2 * n_src - 2
+        k = j % period
+        return np.where(k < n_src, k, period - k)
+    if mode == "trim":
+        return np.minimum(j, n_src - 1)
+    raise InvalidInputError(f"unknown loop mode {mode!r}; use one of {', '.join(LOOP_MODES)}")
+
+
+@dataclass
+class DrivingVideoScan:
+    """Per-frame face metadata of a driving video (no pixels kept).
+
+    Attributes:
+        path: the video file.
+        fps: frame rate (exact fraction, e.g. 30000/1001).
+        width, height: frame size, px.
+        n_frames: frames decoded (N).
+        pts: (N,) int64 presentation timestamps in the stream's time base, or ``None`` when
+            the container gives none (then seeking reopens and decodes from the start).
+        detected: (N,) bool raw detections.
+        boxes: (N, 4) float64 smoothed face boxes (x0, y0, x1, y1) px, NaN outside face
+            segments.
+        segments: face / no-face segments covering ``[0, N)``.
+        detect_s: seconds spent in face detection (all frames).
+    """
+
+    path: Path
+    fps: Fraction
+    width: int
+    height: int
+    n_frames: int
+    pts: np.ndarray | None
+    detected: np.ndarray
+    boxes: np.ndarray
+    segments: list[FaceSegment] = field(default_factory=list)
+    detect_s: float = 0.0
+
+    @property
+    def face_frames(self) -> np.ndarray:
+        """(N,) bool: frame i lies in a face segment."""
+        mask = np.zeros(self.n_frames, dtype=bool)
+        for seg in self.segments:
+            if seg.face:
+                mask[seg.start : seg.stop] = True
+        return mask
+
+
+def _open_video(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    if not path.is_file():
+        raise MediaError(f"driving video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot open driving video {path}: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{path} has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def scan_driving_video(
+    path: Path | str,
+    *,
+    tracker: FaceTracker | None = None,
+    max_gap: int = 4,
+    min_face_frames: int = 6,
+    smooth_frames: int = 5,
+    detect_max_side: int = 960,
+) -> DrivingVideoScan:
+    """Pass 1: decode every frame, find its face, build the face / no-face segments.
+
+    Args:
+        path: the driving video (any container/codec FFmpeg reads).
+        tracker: face finder; default a new :class:`FaceTracker` on the shared landmarker.
+        max_gap, min_face_frames: hysteresis of :func:`segment_faces`, frames.
+        smooth_frames: box smoothing window (:func:`smooth_boxes`), frames.
+        detect_max_side: frames are scaled to at most this many px (long side) for detection.
+
+    Returns:
+        :class:`DrivingVideoScan`.
+
+    Raises:
+        MediaError: missing/unreadable file, no video stream, no frames, decode error.
+    """
+    path = Path(path)
+    tracker = tracker or FaceTracker()
+    tracker.reset()
+    container, stream = _open_video(path)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or rate <= 0:
+        container.close()
+        raise MediaError(f"{path}: cannot tell the frame rate")
+    fps = fps_fraction(Fraction(rate.numerator, rate.denominator))
+    pts: list[int | None] = []
+    raw: list[np.ndarray] = []
+    width = height = 0
+    detect_s = 0.0
+    nan4 = np.full(4, np.nan)
+    try:
+        with container:
+            for frame in container.decode(stream):
+                width, height = frame.width, frame.height
+                s = min(1.0, detect_max_side / max(width, height))
+                dw, dh = max(2, round(width * s)), max(2, round(height * s))
+                img = frame.to_ndarray(format="rgb24", width=dw, height=dh)
+                t0 = time.perf_counter()
+                box = tracker.detect(img)
+                detect_s += time.perf_counter() - t0
+                if box is not None:
+                    box = box * np.array([width / dw, height / dh, width / dw, height / dh])
+                raw.append(nan4 if box is None else box)
+                pts.append(frame.pts)
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode driving video {path}: {exc}") from exc
+    if not raw:
+        raise MediaError(f"driving video {path} has no frames")
+    boxes = np.asarray(raw, dtype=np.float64)
+    detected = np.isfinite(boxes).all(axis=1)
+    segments = segment_faces(detected, max_gap=max_gap, min_face_frames=min_face_frames)
+    pts_arr: np.ndarray | None = None
+    if all(p is not None for p in pts):
+        pts_arr = np.asarray(pts, dtype=np.int64)
+        if pts_arr.size > 1 and not np.all(np.diff(pts_arr) > 0):
+            pts_arr = None  # not seekable by timestamp
+    return DrivingVideoScan(
+        path=path,
+        fps=fps,
+        width=width,
+        height=height,
+        n_frames=len(raw),
+        pts=pts_arr,
+        detected=detected,
+        boxes=smooth_boxes(boxes, segments, smooth_frames),
+        segments=segments,
+        detect_s=detect_s,
+    )
+
+
+class _FrameReader:
+    """Sequential decoder with seeking and a one-range cache (bounded memory)."""
+
+    def __init__(self, path: Path, pts: np.ndarray | None, n_frames: int) -> None:
+        self.path, self.pts, self.n = path, pts, n_frames
+        self.seeks = 0
+        self._container: av.container.InputContainer | None = None
+        self._open()
+        self._cache_start = 0
+        self._cache: list[np.ndarray] = []
+
+    def _open(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container, self._stream = _open_video(self.path)
+        self._frames = self._container.decode(self._stream)
+        self._next = 0
+        self._pending: np.ndarray | None = None
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _decode(self, convert: bool) -> np.ndarray | None:
+        if self._pending is not None:
+            out, self._pending = self._pending, None
+            self._next += 1
+            return out
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            raise MediaError(
+                f"{self.path} ended at frame {self._next}, expected {self.n} frames"
+            ) from None
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot decode driving video {self.path}: {exc}") from exc
+        self._next += 1
+        return frame.to_ndarray(format="rgb24") if convert else None
+
+    def _seek(self, target: int) -> None:
+        self.seeks += 1
+        if self.pts is None or target == 0:
+            self._open()
+        else:
+            assert self._container is not None
+            self._container.seek(int(self.pts[target]), stream=self._stream, backward=True)
+            self._frames = self._container.decode(self._stream)
+            self._pending = None
+            while True:
+                try:
+                    frame = next(self._frames)
+                except StopIteration:
+                    raise MediaError(f"seeking in {self.path} failed at frame {target}") from None
+                if frame.pts is not None and frame.pts >= self.pts[target]:
+                    self._next = target
+                    self._pending = frame.to_ndarray(format="rgb24")
+                    return
+        while self._next < target:
+            self._decode(convert=False)
+
+    def read(self, start: int, stop: int) -> list[np.ndarray]:
+        """Frames ``[start, stop)`` as RGB uint8 arrays."""
+        c0, c1 = self._cache_start, self._cache_start + len(self._cache)
+        if c0 <= start and stop <= c1:
+            return self._cache[start - c0 : stop - c0]
+        if start != self._next:
+            if self._next < start <= self._next + 48:
+                while self._next < start:
+                    self._decode(convert=False)
+            else:
+                self._seek(start)
+        frames = [self._decode(convert=True) for _ in range(start, stop)]
+        self._cache_start, self._cache = start, frames  # type: ignore[assignment]
+        return frames  # type: ignore[return-value]
+
+
+def _ranges(src: np.ndarray) -> list[tuple[int, int]]:
+    """Contiguous ranges covering the distinct values of ``src``, in order of appearance."""
+    uniq = np.unique(src)
+    edges = np.flatnonzero(np.diff(uniq) > 1) + 1
+    parts = np.split(uniq, edges)
+    rng = [(int(p[0]), int(p[-1]) + 1) for p in parts]
+    first = {v: k for k, v in reversed(list(enumerate(src.tolist())))}
+    return sorted(rng, key=lambda r: min(first.get(v, 1 << 62) for v in range(r[0], r[1])))
+
+
+def iter_driving_frames(
+    scan: DrivingVideoScan,
+    n_out: int,
+    *,
+    mode: LoopMode = "loop",
+    process: FrameProcessor | None = None,
+    chunk_frames: int = 32,
+) -> Iterator[np.ndarray]:
+    """Pass 2: yield the ``n_out`` output frames, processing face-segment frames in chunks.
+
+    Args:
+        scan: from :func:`scan_driving_video`.
+        n_out: output frames (>= 1).
+        mode: ``loop``, ``pingpong`` or ``trim`` (:func:`source_indices`).
+        process: the lip-sync of face-segment frames (:data:`FrameProcessor`); ``None``
+            passes every frame through.
+        chunk_frames: output frames per chunk (bounds memory).
+
+    Yields:
+        Exactly ``n_out`` (H, W, 3) uint8 RGB frames, in output order.
+
+    Raises:
+        InvalidInputError: bad ``n_out``, ``chunk_frames`` or mode.
+        MediaError: decode errors.
+    """
+    if n_out < 1 or chunk_frames < 1:
+        raise InvalidInputError(f"n_out and chunk_frames must be >= 1, got {n_out}, {chunk_frames}")
+    source_indices(np.zeros(1), scan.n_frames, mode)  # validate the mode up front
+    face = scan.face_frames
+    reader = _FrameReader(scan.path, scan.pts, scan.n_frames)
+    try:
+        for s in range(0, n_out, chunk_frames):
+            out_idx = np.arange(s, min(n_out, s + chunk_frames), dtype=np.int64)
+            src = source_indices(out_idx, scan.n_frames, mode)
+            got: dict[int, np.ndarray] = {}
+            for a, b in _ranges(src):
+                got.update(zip(range(a, b), reader.read(a, b), strict=True))
+            frames = [got[i] for i in src.tolist()]
+            del got
+            sel = np.flatnonzero(face[src])
+            if process is not None and sel.size:
+                done = process([frames[k] for k in sel], scan.boxes[src[sel]], out_idx[sel])
+                if len(done) != sel.size:
+                    raise MediaError(f"lip-sync returned {len(done)} frames for {sel.size}")
+                for k, f in zip(sel.tolist(), done, strict=True):
+                    frames[k] = f
+            yield from frames
+    finally:
+        reader.close()
+
+
+@dataclass(frozen=True)
+class DrivingVideoResult:
+    """What :func:`render_driving_video` wrote.
+
+    Attributes:
+        output: the MP4.
+        fps: its frame rate (the driving video's).
+        n_frames: output frames, ``max(1, round(audio duration · fps))``.
+        duration_s: ``n_frames / fps``, seconds.
+        audio_duration_s: the audio's duration, seconds (|difference| <= half a frame).
+        mode: loop mode used.
+        source_frames: frames in the driving video.
+        segments: face / no-face segments of the driving video (source frame indices).
+        face_frames: output frames that were lip-synced.
+        detect_s: seconds spent detecting faces.
+    """
+
+    output: Path
+    fps: Fraction
+    n_frames: int
+    duration_s: float
+    audio_duration_s: float
+    mode: str
+    source_frames: int
+    segments: list[FaceSegment]
+    face_frames: int
+    detect_s: float
+
+
+def render_driving_video(
+    video_path: Path | str,
+    audio: np.ndarray,
+    sample_rate: int,
+    output: Path | str,
+    *,
+    process: FrameProcessor | None = None,
+    mode: LoopMode = "loop",
+    chunk_frames: int = 32,
+    crf: int = 18,
+    preset: str = "veryfast",
+    scan: DrivingVideoScan | None = None,
+    tracker: FaceTracker | None = None,
+) -> DrivingVideoResult:
+    """Scan a driving video, then stream it through ``process`` into an MP4 with ``audio``.
+
+    Args:
+        video_path: the driving video.
+        audio: (n,) float32 mono, full scale ±1.0, n > 0.
+        sample_rate: Hz.
+        output: the ``.mp4`` (H.264 + AAC, written atomically by
+            :func:`~avgen_dagster.media.video_io.encode_segment_mp4`).
+        process: lip-sync of face-segment frames (None: pass-through).
+        mode: ``loop``, ``pingpong`` or ``trim``.
+        chunk_frames: frames per chunk.
+        crf, preset: libx264 settings.
+        scan: a scan of ``video_path`` already made (else :func:`scan_driving_video`).
+        tracker: face finder for the scan.
+
+    Returns:
+        :class:`DrivingVideoResult`.
+
+    Raises:
+        InvalidInputError: empty audio, bad rate or mode.
+        MediaError: unreadable video, encode failure.
+    """
+    from avgen_dagster.backends.lipsync import _check_sample_rate, _to_mono
+
+    pcm = _to_mono(audio)
+    sr = _check_sample_rate(sample_rate)
+    source_indices(np.zeros(1), 1, mode)
+    if scan is None:
+        scan = scan_driving_video(video_path, tracker=tracker)
+    n_out = max(1, round(Fraction(pcm.size, sr) * scan.fps))
+    face = scan.face_frames
+    src_all = source_indices(np.arange(n_out), scan.n_frames, mode)
+    out = encode_segment_mp4(
+        iter_driving_frames(scan, n_out, mode=mode, process=process, chunk_frames=chunk_frames),
+        scan.fps,  # type: ignore[arg-type]  # fps_fraction takes a Fraction as is
+        pcm,
+        sr,
+        Path(output),
+        crf=crf,
+        preset=preset,
+    )
+    return DrivingVideoResult(
+        output=out,
+        fps=scan.fps,
+        n_frames=n_out,
+        duration_s=float(n_out / scan.fps),
+        audio_duration_s=pcm.size / sr,
+        mode=mode,
+        source_frames=scan.n_frames,
+        segments=list(scan.segments),
+        face_frames=int(face[src_all].sum()),
+        detect_s=scan.detect_s,
+    )

@@ -1,0 +1,116 @@
+"""The signed-in user's gallery: every request, newest first, with its content when ready."""
+
+from __future__ import annotations
+
+import catalog
+import portal
+import streamlit as st
+
+from avgen_dagster.store.models import RequestStatus
+
+user_id = portal.current_user()
+if user_id is None:  # navigation only offers this page when signed in; belt and braces
+    st.stop()
+
+st.title("Your gallery")
+db = portal.database()
+limit = int(st.session_state.get(portal.GALLERY_LIMIT_KEY, portal.GALLERY_PAGE_SIZE))
+items, more = portal.gallery_items(db, user_id, limit)
+
+if not items:
+    st.info("You have no requests yet. Ask for your first video under **New request**.")
+    st.stop()
+
+completed = [i.request_id for i in items if i.status == RequestStatus.COMPLETED.value]
+try:
+    meta = catalog.request_catalog(user_id, completed) if completed else {}
+except Exception as exc:  # the catalog is an enhancement; files and the DB still work
+    st.caption(f"(The asset catalog could not be read: {type(exc).__name__}.)")
+    meta = {}
+
+views: list[tuple[str, str]] = []
+
+
+def _path_in(item: portal.GalleryItem, path: str | None) -> str | None:
+    return portal.relative_in_request(user_id, item.request_id, path)
+
+
+def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
+    rid = item.request_id
+    mp4_meta = assets.get("stitched_mp4", {})
+    mp4 = _path_in(item, mp4_meta.get("path")) or _path_in(item, portal.MP4_IN_REQUEST)
+    if mp4 is None:
+        mp4 = next(
+            (rel for p in item.video_paths if p.endswith(".mp4") and (rel := _path_in(item, p))),
+            None,
+        )
+    if mp4 is not None:
+        st.video(portal.signed_url(user_id, rid, mp4))
+        views.append((rid, "video"))
+        if duration := mp4_meta.get("duration_s"):
+            st.caption(f"Talking head · {float(duration):.1f} s")
+    else:
+        st.warning("The video file of this request is missing.")
+
+    playlist = _path_in(item, assets.get("hls", {}).get("playlist")) or _path_in(
+        item, portal.HLS_IN_REQUEST
+    )
+    if playlist is not None:
+        url = portal.signed_url(user_id, rid, playlist)
+        st.markdown(f"HLS stream for web players: [index.m3u8]({url})")
+        views.append((rid, "hls"))
+
+    text = assets.get("script", {}).get("script")
+    if not text and (script_file := _path_in(item, portal.SCRIPT_IN_REQUEST)):
+        base = portal.settings().content_root / user_id / rid
+        text = (base / script_file).read_text(encoding="utf-8")
+    if text:
+        with st.expander("Script", expanded=False):
+            st.markdown(text)
+        views.append((rid, "script"))
+
+    images = [rel for p in item.image_paths if (rel := _path_in(item, p))]
+    if images:
+        st.markdown("**Images**")
+        cols = st.columns(4)
+        for n, rel in enumerate(images):
+            cols[n % 4].image(portal.signed_url(user_id, rid, rel), width="stretch")
+            views.append((rid, f"image:{rel}"))
+
+    extra_videos = [
+        rel
+        for p in item.video_paths
+        if p.endswith(".mp4") and (rel := _path_in(item, p)) and rel != mp4
+    ]
+    if extra_videos:
+        st.markdown("**Videos**")
+        cols = st.columns(2)
+        for n, rel in enumerate(extra_videos):
+            cols[n % 2].video(portal.signed_url(user_id, rid, rel))
+            views.append((rid, f"video:{rel}"))
+
+    music_meta = assets.get("music", {})
+    music = _path_in(item, music_meta.get("path"))
+    if music is not None:
+        st.markdown("**Music**")
+        st.audio(portal.signed_url(user_id, rid, music))
+        views.append((rid, "music"))
+
+
+for item in items:
+    with st.container(border=True):
+        title = (item.prompt or item.script or "").strip().replace("\n", " ")
+        st.subheader(title[:80] + ("…" if len(title) > 80 else "") or "(untitled)")
+        st.caption(f"Requested {item.created_at} · {item.status} · id `{item.request_id}`")
+        if portal.is_pending(item.status):
+            st.info(portal.PROCESSING_MESSAGE)
+        elif item.status == RequestStatus.FAILED.value:
+            st.error(f"This request failed: {item.error or 'no reason was recorded'}")
+        elif item.status == RequestStatus.COMPLETED.value:
+            _show_completed(item, meta.get(item.request_id, {}))
+
+if more and st.button("Show older requests"):
+    st.session_state[portal.GALLERY_LIMIT_KEY] = limit + portal.GALLERY_PAGE_SIZE
+    st.rerun()
+
+portal.record_views(db, user_id, views)

@@ -1,0 +1,77 @@
+"""Ask for new content: prompt or script, portrait, music, durations, counts, notification."""
+
+from __future__ import annotations
+
+import portal
+import streamlit as st
+
+from avgen_dagster.errors import AvgenError
+from avgen_dagster.store.models import User
+
+user_id = portal.current_user()
+if user_id is None:
+    st.stop()
+
+st.title("New request")
+db = portal.database()
+with db.session() as s:
+    user = s.get(User, user_id)
+    default_email = (user.email if user is not None else None) or ""
+
+mode = st.radio(
+    "Narration",
+    [portal.MODE_PROMPT, portal.MODE_SCRIPT],
+    horizontal=True,
+    help="Let the writer turn a prompt into a narration, or give the exact words yourself.",
+)
+zones = portal.time_zones()
+browser_zone = portal.browser_time_zone()
+
+with st.form("new_request"):
+    if mode == portal.MODE_PROMPT:
+        text = st.text_area("Prompt", placeholder="A warm welcome to our new volunteers")
+    else:
+        text = st.text_area("Script", placeholder="Hello everyone, and welcome…", height=200)
+    upload = st.file_uploader(
+        "Portrait photo (one face, PNG, JPEG or WebP, up to 10 MB)",
+        type=list(portal.PORTRAIT_TYPES),
+    )
+    col1, col2 = st.columns(2)
+    genre = col1.selectbox("Music genre", portal.GENRES)
+    music_s = col2.number_input("Music length (seconds)", 5, 300, 30, step=5)
+    clip_s = col1.number_input("Video clip length (seconds)", 2, 20, 5)
+    image_count = col2.number_input("Images", 0, 12, 4)
+    clip_count = col1.number_input("Video clips", 0, 8, 2)
+    st.markdown("**Notify me** (leave the date empty to be told as soon as it is ready)")
+    col3, col4, col5 = st.columns(3)
+    notify_date = col3.date_input("Date", value=None)
+    notify_time = col4.time_input("Time", value=None, step=300)
+    zone = col5.selectbox("Time zone", zones, index=zones.index(browser_zone))
+    email = st.text_input("Email for the notification", value=default_email, max_chars=320)
+    submitted = st.form_submit_button("Request", type="primary")
+
+if submitted:
+    form = portal.RequestForm(
+        mode=mode,
+        text=text,
+        portrait=upload.getvalue() if upload is not None else None,
+        portrait_name=upload.name if upload is not None else "",
+        genre=genre,
+        music_duration_s=int(music_s),
+        clip_duration_s=int(clip_s),
+        image_count=int(image_count),
+        clip_count=int(clip_count),
+        notify_date=notify_date,
+        notify_time=notify_time,
+        time_zone=zone,
+        email=email,
+    )
+    try:
+        request_id = portal.submit_form(db, user_id, form)
+    except AvgenError as exc:
+        st.error(f"Your request was not accepted: {exc}")
+    else:
+        st.success(
+            f"Request `{request_id}` is queued and will start shortly. Follow it in your "
+            "**Gallery**."
+        )
