@@ -6,12 +6,17 @@ import dagster as dg
 
 from avgen_dagster.assets.manifests import AudioManifest, HlsManifest, VideoManifest
 from avgen_dagster.assets.talking_head import hls, normalized_audio, stitched_mp4
+from avgen_dagster.partitions import user_partitions
 
 LOUDNESS_TOLERANCE_LU = 0.5  # EBU R128 allows ±0.5 LU around the target for programmes.
 MAX_TRUE_PEAK_DBTP = -1.0  # EBU R128 maximum permitted true peak level.
 
 
-@dg.asset_check(asset=normalized_audio, description="Every clip within ±0.5 LU of the target.")
+@dg.asset_check(
+    asset=normalized_audio,
+    partitions_def=user_partitions,
+    description="Every clip within ±0.5 LU of the target.",
+)
 def loudness_on_target(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
     """Passes when each clip's integrated loudness is within ±0.5 LU of the target (EBU R128)."""
     target = normalized_audio.target_lufs
@@ -32,7 +37,11 @@ def loudness_on_target(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=normalized_audio, description="Every clip's true peak ≤ −1 dBTP.")
+@dg.asset_check(
+    asset=normalized_audio,
+    partitions_def=user_partitions,
+    description="Every clip's true peak ≤ −1 dBTP.",
+)
 def true_peak_limited(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
     """Passes when every clip's true peak (BS.1770-4 Annex 2) is ≤ −1 dBTP."""
     peaks = [c.true_peak_dbtp for c in normalized_audio.clips]
@@ -44,7 +53,11 @@ def true_peak_limited(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=stitched_mp4, description="Audio and video durations match (≤ 1 frame).")
+@dg.asset_check(
+    asset=stitched_mp4,
+    partitions_def=user_partitions,
+    description="Audio and video durations match (≤ 1 frame).",
+)
 def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
     """Passes when |video − audio| duration ≤ 1 frame at 25 fps (0.04 s) and the MP4 is
     fast-start."""
@@ -60,7 +73,11 @@ def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=hls, description="The HLS playlist follows RFC 8216 / Apple's rules.")
+@dg.asset_check(
+    asset=hls,
+    partitions_def=user_partitions,
+    description="The HLS playlist follows RFC 8216 / Apple's rules.",
+)
 def hls_playlist_valid(hls: HlsManifest) -> dg.AssetCheckResult:
     """Passes when :func:`~avgen_dagster.media.hls.validate_hls_playlist` finds no problem."""
     from avgen_dagster.media.hls import validate_hls_playlist

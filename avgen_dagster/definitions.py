@@ -7,6 +7,7 @@ import dagster as dg
 from avgen_dagster.assets import records, talking_head
 from avgen_dagster.checks import talking_head_checks
 from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.notify_job import notify_job
 from avgen_dagster.resources import (
     AppDatabaseResource,
     ContentStore,
@@ -15,7 +16,8 @@ from avgen_dagster.resources import (
     SpeechBackendResource,
     TextBackendResource,
 )
-from avgen_dagster.sensors import request_failure_sensor, request_sensor
+from avgen_dagster.resources.notifier import notifier_from_env
+from avgen_dagster.sensors import notification_sensor, request_failure_sensor, request_sensor
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
@@ -27,6 +29,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "speech_backend": SpeechBackendResource(),
         "lipsync_backend": LipsyncBackendResource(),
         "media": MediaChainResource(),
+        "notifier": notifier_from_env(),
     }
 
 
@@ -35,8 +38,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules([talking_head, records]),
         asset_checks=talking_head_checks,
-        jobs=[talking_head_job],
-        sensors=[request_sensor, request_failure_sensor],
+        jobs=[talking_head_job, notify_job],
+        sensors=[request_sensor, notification_sensor, request_failure_sensor],
         resources=default_resources(),
     )
 

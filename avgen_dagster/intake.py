@@ -117,6 +117,7 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
                 status=RequestStatus.QUEUED,
                 request_id=request_id,
                 notify_at=notify_at,
+                notify_address=email,
             )
     except BaseException:
         # The row did not commit: remove the portrait so no orphan folder is left.

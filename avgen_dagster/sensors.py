@@ -1,11 +1,16 @@
 """Sensors: request intake (queued requests → runs) and failure reporting."""
 
+from datetime import datetime
+
 import dagster as dg
 
 from avgen_dagster.failures import REQUEST_ID_TAG, failure_reason, mark_request_failed
 from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.notify_job import notify_job
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
+from avgen_dagster.store import models
+from avgen_dagster.store.notifications import create_due_notifications, dispatch_due
 from avgen_dagster.store.requests import mark_submitted, requests_to_submit
 
 USER_ID_TAG = "avgen/user_id"
@@ -53,6 +58,40 @@ def request_sensor(
         dynamic_partitions_requests=[user_partitions.build_add_request(new_users)]
         if new_users
         else [],
+    )
+
+
+def now_utc() -> datetime:
+    """The sensors' clock: the current time, aware UTC (tests replace it to control time)."""
+    return models.utcnow()
+
+
+@dg.sensor(
+    name="notification_sensor",
+    job=notify_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Finds Completed requests whose notification time has come, records their notification "
+        "(Pending) and requests one notify run each; re-dispatches one whose run was lost."
+    ),
+)
+def notification_sensor(
+    context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
+) -> dg.SensorResult | dg.SkipReason:
+    """Due notifications → notify runs (run key per request and dispatch)."""
+    now = now_utc()
+    with app_db.get().session() as s:
+        created = create_due_notifications(s, now)
+        dispatched = [(note.request_id, run_key) for note, run_key in dispatch_due(s, now)]
+    if not dispatched:
+        return dg.SkipReason("no notification is due")
+    context.log.info(f"{created} new notification(s); dispatching {len(dispatched)}")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=run_key, tags={REQUEST_ID_TAG: request_id})
+            for request_id, run_key in dispatched
+        ]
     )
 
 

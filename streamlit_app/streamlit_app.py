@@ -40,12 +40,6 @@ def _token_sign_in() -> None:
         portal.flash("error", result.reason)
 
 
-def _sign_out_page() -> None:
-    portal.sign_out()
-    portal.flash("info", "You are signed out.")
-    st.rerun()
-
-
 _token_sign_in()
 
 if portal.current_user():
@@ -54,7 +48,7 @@ if portal.current_user():
             "app_pages/gallery.py", title="Gallery", icon=":material/video_library:", default=True
         ),
         st.Page("app_pages/new_request.py", title="New request", icon=":material/add_circle:"),
-        st.Page(_sign_out_page, title="Sign out", icon=":material/logout:", url_path="sign_out"),
+        st.Page("app_pages/sign_out.py", title="Sign out", icon=":material/logout:"),
     ]
 else:
     pages = [

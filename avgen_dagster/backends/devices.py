@@ -18,6 +18,7 @@ from avgen_dagster.errors import BackendError, InvalidInputError
 
 __all__ = [
     "ModelCache",
+    "free_accelerator_memory",
     "is_out_of_memory",
     "resolve_device",
     "resolve_dtype",
@@ -108,7 +109,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def _free_accelerator_memory() -> None:
+def free_accelerator_memory() -> None:
+    """Collect garbage and release PyTorch's cached CUDA blocks (best effort)."""
     gc.collect()
     try:
         import torch
@@ -159,7 +161,7 @@ def run_batched_with_oom_retry(
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
-            _free_accelerator_memory()
+            free_accelerator_memory()
             if b == 1:
                 raise BackendError(
                     f"{what} ran out of GPU memory even at batch size 1: use a smaller "
@@ -214,4 +216,4 @@ class ModelCache(Generic[M]):
         """Forget every cached model (the next request loads again)."""
         with self._lock:
             self._models.clear()
-        _free_accelerator_memory()
+        free_accelerator_memory()

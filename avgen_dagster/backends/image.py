@@ -257,7 +257,9 @@ class ProceduralImages:
         # Clouds: stretched fBm, soft threshold, lit from the sun side.
         cover = float(rng.uniform(0.45, 0.75))
         clouds = _fbm(rng, h, w, base=5, octaves=5, aspect=aspect * 0.3)
-        cmask = _smoothstep(cover, cover + 0.25, clouds) * (1 - _smoothstep(horizon - 0.1, horizon, y))
+        cmask = _smoothstep(cover, cover + 0.25, clouds) * (
+            1 - _smoothstep(horizon - 0.1, horizon, y)
+        )
         cloud_col = _hsv(hue + shift * 0.3, 0.15, 0.45 if night else 0.97)
         img = img * (1 - 0.75 * cmask[..., None]) + 0.75 * cmask[..., None] * cloud_col
         disk = _smoothstep(radius, radius * 0.93, d)[..., None]
@@ -550,7 +552,9 @@ class DiffusersImages:
         """Round a requested size to the model's multiple (nearest, at least one multiple)."""
         _check_size(width, height)
         m = self.size_multiple()
-        return RoundedSize(round_to_multiple(width, m), round_to_multiple(height, m), width, height, m)
+        return RoundedSize(
+            round_to_multiple(width, m), round_to_multiple(height, m), width, height, m
+        )
 
     def generate(self, prompt: str, *, seed: int, width: int, height: int) -> np.ndarray:
         """Generate one image (see :meth:`generate_batch`).

@@ -30,7 +30,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import scipy.signal
 
-from avgen_dagster.backends.devices import ModelCache, resolve_device, resolve_dtype, torch_dtype
+from avgen_dagster.backends.devices import (
+    ModelCache,
+    is_out_of_memory,
+    resolve_device,
+    resolve_dtype,
+    torch_dtype,
+)
 from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.loudness import NormalizationResult, normalize_loudness
 
@@ -136,45 +142,147 @@ GENRES: dict[str, Genre] = {
     g.name: g
     for g in (
         Genre(
-            "ambient", "slow evolving pads, soft bells, calm and spacious",
-            (60, 76), 4, "lydian", (50, 52, 53, 55), (0, 4, 5, 3), True,
-            "", "", "", 0.0, "warm_pad", "sine_bass", "bell", 0.06, "root",
+            "ambient",
+            "slow evolving pads, soft bells, calm and spacious",
+            (60, 76),
+            4,
+            "lydian",
+            (50, 52, 53, 55),
+            (0, 4, 5, 3),
+            True,
+            "",
+            "",
+            "",
+            0.0,
+            "warm_pad",
+            "sine_bass",
+            "bell",
+            0.06,
+            "root",
             brightness=6000,
         ),
         Genre(
-            "lofi", "lo-fi hip hop, dusty drums, mellow electric piano, vinyl crackle",
-            (70, 88), 4, "dorian", (50, 51, 53, 55), (1, 4, 0, 5), True,
-            "x......x..x.....", "....x.......x...", "x.x.x.x.x.x.x.x.", 0.3,
-            "epiano", "sine_bass", "epiano", 0.12, "root", noise=0.012, brightness=4500,
+            "lofi",
+            "lo-fi hip hop, dusty drums, mellow electric piano, vinyl crackle",
+            (70, 88),
+            4,
+            "dorian",
+            (50, 51, 53, 55),
+            (1, 4, 0, 5),
+            True,
+            "x......x..x.....",
+            "....x.......x...",
+            "x.x.x.x.x.x.x.x.",
+            0.3,
+            "epiano",
+            "sine_bass",
+            "epiano",
+            0.12,
+            "root",
+            noise=0.012,
+            brightness=4500,
         ),
         Genre(
-            "rock", "energetic rock, distorted electric guitars, bass and live drums",
-            (108, 140), 4, "minor", (40, 42, 43, 45), (0, 5, 2, 6), False,
-            "x.....x.x.......", "....x.......x...", "x.x.x.x.x.x.x.x.", 0.0,
-            "distorted", "saw_bass", "distorted_lead", 0.18, "eighths", brightness=9000,
+            "rock",
+            "energetic rock, distorted electric guitars, bass and live drums",
+            (108, 140),
+            4,
+            "minor",
+            (40, 42, 43, 45),
+            (0, 5, 2, 6),
+            False,
+            "x.....x.x.......",
+            "....x.......x...",
+            "x.x.x.x.x.x.x.x.",
+            0.0,
+            "distorted",
+            "saw_bass",
+            "distorted_lead",
+            0.18,
+            "eighths",
+            brightness=9000,
         ),
         Genre(
-            "electronic", "electronic dance music, four on the floor, synth arpeggios",
-            (120, 128), 4, "minor", (45, 46, 48, 50), (0, 5, 3, 4), False,
-            "x...x...x...x...", "....x.......x...", "..o...o...o...o.", 0.0,
-            "supersaw", "saw_bass", "pluck", 0.5, "offbeat", pump=0.6, brightness=14000,
+            "electronic",
+            "electronic dance music, four on the floor, synth arpeggios",
+            (120, 128),
+            4,
+            "minor",
+            (45, 46, 48, 50),
+            (0, 5, 3, 4),
+            False,
+            "x...x...x...x...",
+            "....x.......x...",
+            "..o...o...o...o.",
+            0.0,
+            "supersaw",
+            "saw_bass",
+            "pluck",
+            0.5,
+            "offbeat",
+            pump=0.6,
+            brightness=14000,
         ),
         Genre(
-            "jazz", "swing jazz trio, walking bass, piano comping, ride cymbal",
-            (100, 150), 4, "major", (48, 50, 53, 55), (1, 4, 0, 5), True,
-            "x.......x.......", "..........x.....", "o..xo..xo..xo..x", 0.33,
-            "epiano", "upright", "vibes", 0.22, "walking", brightness=8000,
+            "jazz",
+            "swing jazz trio, walking bass, piano comping, ride cymbal",
+            (100, 150),
+            4,
+            "major",
+            (48, 50, 53, 55),
+            (1, 4, 0, 5),
+            True,
+            "x.......x.......",
+            "..........x.....",
+            "o..xo..xo..xo..x",
+            0.33,
+            "epiano",
+            "upright",
+            "vibes",
+            0.22,
+            "walking",
+            brightness=8000,
         ),
         Genre(
-            "classical", "classical strings and piano, gentle waltz",
-            (80, 108), 3, "major", (48, 50, 53, 55), (0, 3, 4, 0, 5, 1, 4, 0), False,
-            "", "", "", 0.0, "strings", "cello", "piano", 0.35, "root", brightness=9000,
+            "classical",
+            "classical strings and piano, gentle waltz",
+            (80, 108),
+            3,
+            "major",
+            (48, 50, 53, 55),
+            (0, 3, 4, 0, 5, 1, 4, 0),
+            False,
+            "",
+            "",
+            "",
+            0.0,
+            "strings",
+            "cello",
+            "piano",
+            0.35,
+            "root",
+            brightness=9000,
         ),
         Genre(
-            "pop", "upbeat pop, bright synths, punchy drums, catchy melody",
-            (96, 120), 4, "major", (48, 50, 52, 55), (0, 4, 5, 3), False,
-            "x.......x.x.....", "....x.......x...", "x.x.x.x.x.x.x.x.", 0.0,
-            "bright_pad", "saw_bass", "pluck", 0.3, "eighths", pump=0.25, brightness=12000,
+            "pop",
+            "upbeat pop, bright synths, punchy drums, catchy melody",
+            (96, 120),
+            4,
+            "major",
+            (48, 50, 52, 55),
+            (0, 4, 5, 3),
+            False,
+            "x.......x.x.....",
+            "....x.......x...",
+            "x.x.x.x.x.x.x.x.",
+            0.0,
+            "bright_pad",
+            "saw_bass",
+            "pluck",
+            0.3,
+            "eighths",
+            pump=0.25,
+            brightness=12000,
         ),
     )
 }
@@ -214,7 +322,9 @@ def _midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
 
-def _env(n: int, sr: int, attack: float, decay: float, sustain: float, release: float) -> np.ndarray:
+def _env(
+    n: int, sr: int, attack: float, decay: float, sustain: float, release: float
+) -> np.ndarray:
     """ADSR envelope of ``n`` samples (times in seconds; release inside the note)."""
     t = np.arange(n, dtype=np.float32) / sr
     a = max(attack, 1e-3)
@@ -226,7 +336,9 @@ def _env(n: int, sr: int, attack: float, decay: float, sustain: float, release: 
     return env
 
 
-def _additive(f: float, n: int, sr: int, amps: tuple[float, ...], detune: float = 0.0) -> np.ndarray:
+def _additive(
+    f: float, n: int, sr: int, amps: tuple[float, ...], detune: float = 0.0
+) -> np.ndarray:
     t = np.arange(n, dtype=np.float32) / sr
     out = np.zeros(n, np.float32)
     for k, a in enumerate(amps, start=1):
@@ -283,7 +395,11 @@ def _voice(kind: str, note: float, dur: float, sr: int, rng: np.random.Generator
     if kind == "pluck":
         x = _saw(f, n, sr, 20)
         b, a = scipy.signal.butter(2, min(0.99, 6 * f / (sr / 2)))
-        return scipy.signal.lfilter(b, a, x).astype(np.float32) * _env(n, sr, 0.002, 0.18, 0.0, 0.03) * 0.4
+        return (
+            scipy.signal.lfilter(b, a, x).astype(np.float32)
+            * _env(n, sr, 0.002, 0.18, 0.0, 0.03)
+            * 0.4
+        )
     if kind == "distorted":
         x = _saw(f, n, sr, 16) + _saw(f * 1.5, n, sr, 16)  # power chord (root + fifth)
         return np.tanh(4 * x).astype(np.float32) * _env(n, sr, 0.005, 0.5, 0.7, 0.05) * 0.09
@@ -296,7 +412,11 @@ def _voice(kind: str, note: float, dur: float, sr: int, rng: np.random.Generator
     if kind == "saw_bass":
         x = _saw(f, n, sr, 10)
         b, a = scipy.signal.butter(2, min(0.99, 900 / (sr / 2)))
-        return scipy.signal.lfilter(b, a, x).astype(np.float32) * _env(n, sr, 0.005, 0.25, 0.6, 0.04) * 0.5
+        return (
+            scipy.signal.lfilter(b, a, x).astype(np.float32)
+            * _env(n, sr, 0.005, 0.25, 0.6, 0.04)
+            * 0.5
+        )
     if kind in ("upright", "cello"):
         x = _additive(f, n, sr, (1, 0.6, 0.3, 0.15, 0.08))
         attack = 0.01 if kind == "upright" else 0.12
@@ -494,7 +614,12 @@ class ProceduralMusic:
                     _add(pads, _voice("strings", note, bar_s * 1.05, sr, rng), start, 0.8)
                 for i, s in enumerate(range(0, steps_per_bar, 2)):
                     note = notes[i % len(notes)] + 12 * (1 + (i // len(notes)) % 2)
-                    _add(pads, _voice("piano", note, step * 4, sr, rng), round(t_step(bar, s) * sr), 0.5)
+                    _add(
+                        pads,
+                        _voice("piano", note, step * 4, sr, rng),
+                        round(t_step(bar, s) * sr),
+                        0.5,
+                    )
             else:
                 for note in notes:
                     _add(pads, _voice(g.pad, note + 12, bar_s * 1.05, sr, rng), start)
@@ -512,7 +637,9 @@ class ProceduralMusic:
                 elif g.bass_pattern == "offbeat":
                     hits = list(range(2, steps_per_bar, 4))
                 else:
-                    hits = list(range(0, steps_per_bar, 4 * g.beats_per_bar if g.name == "ambient" else 4))
+                    hits = list(
+                        range(0, steps_per_bar, 4 * g.beats_per_bar if g.name == "ambient" else 4)
+                    )
                 length = step * (2 if g.bass_pattern in ("eighths", "offbeat") else 4) * 0.95
                 if g.name == "ambient":
                     length = bar_s
@@ -725,9 +852,7 @@ class MusicGenMusic:
     ) -> None:
         self.model, cfg = _check_musicgen_path(model_path)
         if not 0 < prompt_s < window_s:
-            raise InvalidInputError(
-                f"prompt_s must be in (0, window_s={window_s}), got {prompt_s}"
-            )
+            raise InvalidInputError(f"prompt_s must be in (0, window_s={window_s}), got {prompt_s}")
         if not 0 <= crossfade_s <= prompt_s:
             raise InvalidInputError(f"crossfade_s must be in [0, prompt_s], got {crossfade_s}")
         self.device = resolve_device(device)
@@ -778,7 +903,11 @@ class MusicGenMusic:
             kwargs.update(audio=[prompt_audio], sampling_rate=self.sample_rate)
         inputs = processor(**kwargs)
         inputs = {
-            k: (v.to(self.device, dtype=torch_dtype(self.dtype)) if v.is_floating_point() else v.to(self.device))
+            k: (
+                v.to(self.device, dtype=torch_dtype(self.dtype))
+                if v.is_floating_point()
+                else v.to(self.device)
+            )
             for k, v in inputs.items()
         }
         k_codebooks = int(model.config.decoder.num_codebooks)
@@ -840,13 +969,21 @@ class MusicGenMusic:
                         if c > 0:
                             w = np.linspace(0.0, 1.0, c, dtype=np.float32)
                             track[-c:] = track[-c:] * (1 - w) + audio[cont - c : cont] * w
+                        if audio.size <= cont:
+                            raise BackendError(
+                                f"music model {self.model} returned no new audio after a "
+                                f"{p_n / sr:.1f} s prompt"
+                            )
                         track = np.concatenate([track, audio[cont:]])
                     windows += 1
-                    if windows > 10_000:  # pragma: no cover - defensive
-                        raise BackendError("music generation made no progress")
         except BackendError:
             raise
         except Exception as exc:
+            if is_out_of_memory(exc):
+                raise BackendError(
+                    f"music model {self.model} ran out of GPU memory (batch size 1): use a "
+                    "shorter window_s, float16/bfloat16 or a smaller model"
+                ) from exc
             raise BackendError(f"music model {self.model} failed: {exc}") from exc
         self.last_windows = windows
         track = np.clip(track[:n_total], -1.0, 1.0)

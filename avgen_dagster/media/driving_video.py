@@ -25,6 +25,7 @@ still portrait. Two streaming passes over the file:
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -132,7 +133,11 @@ class FaceTracker:
         box = None
         if self._last is not None:
             cx, cy = 0.5 * (self._last[0] + self._last[2]), 0.5 * (self._last[1] + self._last[3])
-            half = 0.5 * self.roi_scale * max(self._last[2] - self._last[0], self._last[3] - self._last[1])
+            half = (
+                0.5
+                * self.roi_scale
+                * max(self._last[2] - self._last[0], self._last[3] - self._last[1])
+            )
             x0, x1 = max(0, int(cx - half)), min(w, int(cx + half) + 1)
             y0, y1 = max(0, int(cy - half)), min(h, int(cy + half) + 1)
             if x1 - x0 >= 16 and y1 - y0 >= 16:
@@ -177,7 +182,7 @@ def segment_faces(
     def runs(x: np.ndarray) -> list[tuple[int, int, bool]]:
         edges = np.flatnonzero(np.diff(x.astype(np.int8))) + 1
         bounds = [0, *edges.tolist(), x.size]
-        return [(a, b, bool(x[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [(a, b, bool(x[a])) for a, b in itertools.pairwise(bounds)]
 
     for a, b, face in runs(d):
         if not face and a > 0 and b < n and b - a <= max_gap:
@@ -188,9 +193,7 @@ def segment_faces(
     return [FaceSegment(a, b, face) for a, b, face in runs(d)]
 
 
-def smooth_boxes(
-    boxes: np.ndarray, segments: list[FaceSegment], window: int = 5
-) -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, segments: list[FaceSegment], window: int = 5) -> np.ndarray:
     """Face boxes for every face-segment frame: gaps interpolated, then smoothed.
 
     Args:

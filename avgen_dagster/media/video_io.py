@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +19,14 @@ from avgen_dagster.errors import MediaError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.media.audio_io import resample
 
-__all__ = ["AUDIO_RATE", "encode_segment_mp4", "fps_fraction", "read_video_frames"]
+__all__ = [
+    "AUDIO_RATE",
+    "EncodedVideo",
+    "encode_segment_mp4",
+    "encode_video_mp4",
+    "fps_fraction",
+    "read_video_frames",
+]
 
 #: Output audio sample rate, Hz (48 kHz: the MP4/HLS delivery norm, EBU R128 meters).
 AUDIO_RATE = 48_000
@@ -172,3 +180,169 @@ def read_video_frames(path: Path | str) -> Iterator[np.ndarray]:
                 yield frame.to_ndarray(format="rgb24")
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode video {path}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class EncodedVideo:
+    """Result of :func:`encode_video_mp4`.
+
+    Attributes:
+        path: the MP4 written.
+        frames: video frames encoded.
+        fps: frame rate, frames per second.
+        duration_s: video duration, seconds (``frames / fps``).
+        width: pixels.
+        height: pixels.
+        audio_duration_s: audio encoded, seconds (0 without audio).
+    """
+
+    path: Path
+    frames: int
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+    audio_duration_s: float
+
+
+def encode_video_mp4(
+    frames: Iterable[np.ndarray | av.VideoFrame],
+    fps: float | Fraction,
+    output: Path,
+    *,
+    audio: np.ndarray | None = None,
+    sample_rate: int = AUDIO_RATE,
+    crf: int = 20,
+    preset: str = "veryfast",
+    gop_s: float | None = 2.0,
+    faststart: bool = True,
+    audio_bitrate: int = 128_000,
+) -> EncodedVideo:
+    """Encode frames (and optionally mono audio) into an H.264 MP4, streaming, atomically.
+
+    Like :func:`encode_segment_mp4` but the audio track is optional, frames may also be
+    PyAV ``VideoFrame`` objects (e.g. decoded yuv420p frames: no numpy round trip), the GOP
+    can be fixed (``keyint = min-keyint = round(gop_s * fps)``, ``scenecut=0``, closed GOP:
+    HLS can cut every ``gop_s``) and the file is fast-start (``movflags=+faststart``).
+    Frames of another size than the first are rescaled to it (odd sides are cropped/
+    rounded down to even, yuv420p).
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` arrays or ``av.VideoFrame`` s.
+        fps: frames per second.
+        output: destination ``.mp4``.
+        audio: float mono ``(n,)`` in [-1, 1], or ``None`` for a video-only file.
+        sample_rate: rate of ``audio``, Hz (resampled to 48 kHz for AAC).
+        crf: libx264 constant rate factor.
+        preset: libx264 preset.
+        gop_s: keyframe interval, seconds; ``None`` lets x264 choose.
+        faststart: move the ``moov`` atom to the front.
+        audio_bitrate: AAC bit rate, bits per second.
+
+    Returns:
+        An :class:`EncodedVideo`.
+
+    Raises:
+        MediaError: no frames, bad frames or audio, or an encode failure.
+    """
+    output = Path(output)
+    rate = fps_fraction(fps)
+    it = iter(frames)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise MediaError("encode_video_mp4 got no frames") from None
+    if isinstance(first, av.VideoFrame):
+        w0, h0 = first.width, first.height
+    else:
+        first = np.asarray(first)
+        if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
+            raise MediaError(
+                f"frames must be RGB uint8 arrays (H, W, 3), got {first.dtype} {first.shape}"
+            )
+        h0, w0 = first.shape[:2]
+    width, height = w0 // 2 * 2, h0 // 2 * 2
+    if width < 2 or height < 2:
+        raise MediaError(f"frames too small to encode: {w0}x{h0}")
+    pcm: np.ndarray | None = None
+    if audio is not None:
+        pcm = np.asarray(audio, dtype=np.float32)
+        if pcm.ndim != 1:
+            raise MediaError(f"audio must be mono of shape (n,), got {pcm.shape}")
+        pcm = np.clip(np.nan_to_num(resample(pcm, sample_rate, AUDIO_RATE)), -1.0, 1.0)
+
+    def to_frame(item: np.ndarray | av.VideoFrame) -> av.VideoFrame:
+        if isinstance(item, av.VideoFrame):
+            vf = item
+        else:
+            arr = np.asarray(item)
+            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+                raise MediaError(f"frames must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
+            if arr.shape[:2] != (height, width):
+                if arr.shape[0] in (height, height + 1) and arr.shape[1] in (width, width + 1):
+                    arr = arr[:height, :width]
+                else:
+                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+                    return vf.reformat(width, height, "yuv420p")
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+        if vf.width != width or vf.height != height or vf.format.name != "yuv420p":
+            vf = vf.reformat(width, height, "yuv420p")
+        return vf
+
+    count = 0
+    apos = 0
+    try:
+        options = {"movflags": "+faststart"} if faststart else {}
+        with (
+            atomic_path(output) as tmp,
+            av.open(str(tmp), "w", format="mp4", options=options) as out,
+        ):
+            vs = out.add_stream("libx264", rate=rate)
+            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+            opts = {"crf": str(crf), "preset": preset}
+            if gop_s is not None:
+                gop = max(1, round(gop_s * rate))
+                opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
+            vs.options = opts
+            vs.codec_context.thread_count = 0
+            vs.codec_context.thread_type = "FRAME"
+            vs.time_base = 1 / rate
+            ast = None
+            if pcm is not None:
+                ast = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
+                ast.bit_rate = audio_bitrate
+
+            def audio_until(t_end: float | None) -> None:
+                nonlocal apos
+                if ast is None or pcm is None:
+                    return
+                stop = pcm.size if t_end is None else min(pcm.size, round(t_end * AUDIO_RATE))
+                while apos < stop:
+                    chunk = pcm[apos : apos + _AUDIO_CHUNK]
+                    af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+                    af.sample_rate, af.pts, af.time_base = AUDIO_RATE, apos, Fraction(1, AUDIO_RATE)
+                    out.mux(ast.encode(af))
+                    apos += chunk.size
+
+            for item in itertools.chain([first], it):
+                vf = to_frame(item)
+                vf.pts, vf.time_base = count, 1 / rate
+                vf.pict_type = av.video.frame.PictureType.NONE
+                out.mux(vs.encode(vf))
+                count += 1
+                audio_until(count / rate)
+            audio_until(None)
+            out.mux(vs.encode(None))
+            if ast is not None:
+                out.mux(ast.encode(None))
+    except av.FFmpegError as exc:
+        raise MediaError(f"encoding {output} failed: {exc}") from exc
+    return EncodedVideo(
+        path=output,
+        frames=count,
+        fps=float(rate),
+        duration_s=float(count / rate),
+        width=width,
+        height=height,
+        audio_duration_s=apos / AUDIO_RATE,
+    )

@@ -97,6 +97,9 @@ class GenerationRequest(Base):
     run_id: Mapped[str | None] = mapped_column(String(64))
     # When the user wants to be told (UTC); None means as soon as the content is ready.
     notify_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # How to tell the user: "email" (to notify_address) or "console".
+    notify_channel: Mapped[str] = mapped_column(String(16), default="console")
+    notify_address: Mapped[str | None] = mapped_column(String(320))
     # When the intake sensor requested the run (Queued → Processing).
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     error: Mapped[str | None] = mapped_column(Text)
@@ -132,3 +135,39 @@ class ContentView(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("generation_requests.request_id"))
     item: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class NotificationStatus(enum.StrEnum):
+    """Pending → Sending → Sent | Failed (Sending again after a crash or a transient error)."""
+
+    PENDING = "Pending"
+    SENDING = "Sending"
+    SENT = "Sent"
+    FAILED = "Failed"
+
+
+class Notification(Base):
+    """The one notification of a request, recorded before every send attempt and after it.
+
+    ``message_id`` is fixed when the row is created and reused by every attempt (SendGrid
+    ``custom_args`` and the email's ``Message-ID``), so a resend after a crash carries the
+    same id and the recipient's client can drop the duplicate (at-least-once delivery).
+    """
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("generation_requests.request_id"), unique=True
+    )
+    channel: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    dispatches: Mapped[int] = mapped_column(Integer, default=0)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[str] = mapped_column(String(200))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -48,11 +48,13 @@ def create_request(
     status: RequestStatus = RequestStatus.QUEUED,
     request_id: str | None = None,
     notify_at: datetime | None = None,
+    notify_address: str | None = None,
 ) -> GenerationRequest:
     """Insert a new request for ``user_id`` (creating the user if new) and return it.
 
     Exactly one of ``prompt`` and ``script`` must be given. ``notify_at`` is an aware
     datetime (stored as UTC); a time in the past means "as soon as it is ready".
+    With ``notify_address`` the user is told by email, otherwise on the console.
 
     Raises:
         InvalidInputError: bad user id, or neither/both of prompt and script.
@@ -71,6 +73,8 @@ def create_request(
         image_paths=[],
         created_at=utcnow(),
         notify_at=notify_at,
+        notify_channel="email" if notify_address else "console",
+        notify_address=notify_address,
     )
     if request_id is not None:
         req.request_id = request_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import portal
 import streamlit as st
 
@@ -37,17 +39,26 @@ with st.form("new_request"):
         type=list(portal.PORTRAIT_TYPES),
     )
     col1, col2 = st.columns(2)
-    genre = col1.selectbox("Music genre", portal.GENRES)
-    music_s = col2.number_input("Music length (seconds)", 5, 300, 30, step=5)
-    clip_s = col1.number_input("Video clip length (seconds)", 2, 20, 5)
-    image_count = col2.number_input("Images", 0, 12, 4)
-    clip_count = col1.number_input("Video clips", 0, 8, 2)
+    genre = col1.selectbox("Music genre", portal.GENRES, key="genre")
+    music_s = col2.number_input("Music length (seconds)", 5, 300, 30, step=5, key="music_s")
+    col1, col2, col3 = st.columns(3)
+    image_count = col1.number_input("Images", 0, 12, 4, key="image_count")
+    clip_count = col2.number_input("Video clips", 0, 8, 2, key="clip_count")
+    clip_s = col3.number_input("Clip length (seconds)", 2, 20, 5, key="clip_s")
     st.markdown("**Notify me** (leave the date empty to be told as soon as it is ready)")
     col3, col4, col5 = st.columns(3)
-    notify_date = col3.date_input("Date", value=None)
-    notify_time = col4.time_input("Time", value=None, step=300)
-    zone = col5.selectbox("Time zone", zones, index=zones.index(browser_zone))
-    email = st.text_input("Email for the notification", value=default_email, max_chars=320)
+    notify_date = col3.date_input(
+        "Date",
+        value=None,
+        min_value=date.today() - timedelta(days=1),
+        max_value=date.today() + timedelta(days=366),
+        key="notify_date",
+    )
+    notify_time = col4.time_input("Time", value=None, step=300, key="notify_time")
+    zone = col5.selectbox("Time zone", zones, index=zones.index(browser_zone), key="time_zone")
+    email = st.text_input(
+        "Email for the notification", value=default_email, max_chars=320, key="email"
+    )
     submitted = st.form_submit_button("Request", type="primary")
 
 if submitted:

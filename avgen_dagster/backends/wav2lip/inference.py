@@ -163,12 +163,13 @@ def padded_box(
         finite.
     """
     h, w = frame_shape[:2]
-    if not np.all(np.isfinite(np.asarray(box, dtype=np.float64))):
+    b = [float(v) for v in box]
+    if len(b) != 4 or not all(np.isfinite(b)):
         return None
-    x0 = max(0, int(round(box[0])) - pads[2])
-    y0 = max(0, int(round(box[1])) - pads[0])
-    x1 = min(w, int(round(box[2])) + pads[3])
-    y1 = min(h, int(round(box[3])) + pads[1])
+    x0 = max(0, round(b[0]) - pads[2])
+    y0 = max(0, round(b[1]) - pads[0])
+    x1 = min(w, round(b[2]) + pads[3])
+    y1 = min(h, round(b[3]) + pads[1])
     if x1 - x0 < 8 or y1 - y0 < 8:
         return None
     return x0, y0, x1, y1

@@ -210,11 +210,13 @@ def read_checkpoint_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
 def _mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
     expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
+    problems = [
+        f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     problems += [f"unexpected {k}" for k in state if k not in expected]
-    for k, v in expected.items():
-        if k in state and tuple(state[k].shape) != tuple(v.shape):
-            problems.append(f"{k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    problems += [f"missing {k}" for k in expected if k not in state]
     return problems
 
 

@@ -1,0 +1,1 @@
+"""Telling users their content is ready: messages from templates, channels, and delivery."""
