@@ -175,12 +175,36 @@ def generate(
     max_words: Annotated[
         int | None, typer.Option("--max-words", help="Length of an LLM-written narration.")
     ] = None,
+    genre: Annotated[str | None, typer.Option("--genre", help="Music genre.")] = None,
+    music_duration: Annotated[
+        float | None, typer.Option("--music-duration", help="Seconds of music (default 30).")
+    ] = None,
+    clip_duration: Annotated[
+        float | None, typer.Option("--clip-duration", help="Seconds per clip (default 5).")
+    ] = None,
+    image_count: Annotated[int | None, typer.Option("--images", help="Images (default 5).")] = None,
+    clip_count: Annotated[int | None, typer.Option("--clips", help="Clips (default 5).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of images/music.")] = None,
+    talking_head_only: Annotated[
+        bool, typer.Option("--talking-head-only", help="Skip images, music and clips.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Record a request and run the talking-head job for it now."""
+    """Record a request and run it now: the talking head plus images, music, clips and a
+    music video (``generation_job``), or only the talking head."""
     try:
         prompt, script = validate_inputs(user_id, prompt, script_file, portrait)
-        options = _options(target_lufs, crossfade, max_words)
+        options = _options(
+            target_lufs,
+            crossfade,
+            max_words,
+            genre=genre,
+            music_duration_s=music_duration,
+            clip_duration_s=clip_duration,
+            image_count=image_count,
+            clip_count=clip_count,
+            seed=seed,
+        )
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     result = run_generation(
@@ -190,6 +214,7 @@ def generate(
         portrait=portrait,
         options=options,
         show_progress=True,
+        job_name="talking_head_job" if talking_head_only else "generation_job",
     )
     if as_json:
         typer.echo(json.dumps(result))
@@ -198,14 +223,25 @@ def generate(
         if result["status"] == "Completed":
             typer.echo(f"MP4       {result['stitched_mp4']}")
             typer.echo(f"HLS       {result['hls_playlist']}")
+            if result["music_video"]:
+                typer.echo(f"music video {result['music_video']}")
+                typer.echo(f"music     {result['music']}")
+                typer.echo(
+                    f"images    {len(result['images'])} in {Path(result['images'][0]).parent}"
+                )
     if result["status"] != "Completed":
         raise _fail(f"generation failed: {result['error']}", EXIT_RUN_FAILED)
 
 
 def _options(
-    target_lufs: float | None, crossfade: float | None, max_words: int | None
+    target_lufs: float | None,
+    crossfade: float | None,
+    max_words: int | None,
+    **more: Any,
 ) -> dict[str, Any]:
-    options: dict[str, Any] = {}
+    from avgen_dagster.options import parse_options
+
+    options: dict[str, Any] = {k: v for k, v in more.items() if v is not None}
     if target_lufs is not None:
         if not -40.0 <= target_lufs <= -5.0:
             raise InvalidInputError(f"--target-lufs {target_lufs} is outside -40..-5 LUFS")
@@ -218,7 +254,7 @@ def _options(
         if not 10 <= max_words <= 600:
             raise InvalidInputError(f"--max-words {max_words} is outside 10..600")
         options["max_words"] = max_words
-    return options
+    return parse_options(options).model_dump(exclude_none=True)
 
 
 def run_generation(
@@ -231,8 +267,9 @@ def run_generation(
     show_progress: bool = False,
     instance: Any = None,
     resources: dict[str, Any] | None = None,
+    job_name: str = "generation_job",
 ) -> dict[str, Any]:
-    """Record a request (inputs already validated) and run ``talking_head_job`` for it.
+    """Record a request (inputs already validated) and run ``job_name`` for it.
 
     Args:
         instance: a ``DagsterInstance``; default the one at ``DAGSTER_HOME``.
@@ -284,7 +321,7 @@ def run_generation(
     if not instance.has_dynamic_partition(user_partitions.name, user_id):
         instance.add_dynamic_partitions(user_partitions.name, [user_id])
 
-    job = defs.resolve_job_def("talking_head_job")
+    job = defs.resolve_job_def(job_name)
     run_id = make_new_run_id()
     steps = len(job.asset_layer.executable_asset_keys) + len(
         list(job.asset_layer.asset_graph.asset_check_keys)
@@ -302,14 +339,18 @@ def run_generation(
         mark_request_failed(db, request_id, run_failure_reason(instance, run_id))
     with db.session() as s:
         req = get_request(s, request_id)
-        mp4 = next((p for p in req.video_paths if p.endswith(".mp4")), None)
+        mp4 = next((p for p in req.video_paths if p.endswith("/talking_head.mp4")), None)
         playlist = next((p for p in req.video_paths if p.endswith(".m3u8")), None)
+        music_video = next((p for p in req.video_paths if p.endswith("/music_video.mp4")), None)
         return {
             "request_id": request_id,
             "user_id": user_id,
             "status": req.status,
             "stitched_mp4": mp4,
             "hls_playlist": playlist,
+            "music_video": music_video,
+            "images": list(req.image_paths),
+            "music": next((p for p in req.audio_paths or [] if p.endswith(".m4a")), None),
             "error": req.error,
             "run_id": run_id,
         }
@@ -331,6 +372,12 @@ def enqueue_request(
     target_lufs: Annotated[float | None, typer.Option("--target-lufs")] = None,
     crossfade: Annotated[float | None, typer.Option("--crossfade")] = None,
     max_words: Annotated[int | None, typer.Option("--max-words")] = None,
+    genre: Annotated[str | None, typer.Option("--genre", help="Music genre.")] = None,
+    music_duration: Annotated[float | None, typer.Option("--music-duration")] = None,
+    clip_duration: Annotated[float | None, typer.Option("--clip-duration")] = None,
+    image_count: Annotated[int | None, typer.Option("--images")] = None,
+    clip_count: Annotated[int | None, typer.Option("--clips")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Queue a request; the request sensor (``make serve``) picks it up and runs it."""
@@ -364,7 +411,17 @@ def enqueue_request(
                 script=script,
                 portrait=portrait.read_bytes(),
                 portrait_name=portrait.name,
-                options=_options(target_lufs, crossfade, max_words),
+                options=_options(
+                    target_lufs,
+                    crossfade,
+                    max_words,
+                    genre=genre,
+                    music_duration_s=music_duration,
+                    clip_duration_s=clip_duration,
+                    image_count=image_count,
+                    clip_count=clip_count,
+                    seed=seed,
+                ),
                 notify_at=when,
                 email=email,
             ),

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from avgen_dagster.assets import records, talking_head
+from avgen_dagster.assets import records, talking_head, visuals
 from avgen_dagster.checks import talking_head_checks
-from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.jobs import generation_job, talking_head_job
 from avgen_dagster.notify_job import notify_job
 from avgen_dagster.resources import (
     AppDatabaseResource,
     ContentStore,
+    ImageBackendResource,
     LipsyncBackendResource,
     MediaChainResource,
+    MusicBackendResource,
     SpeechBackendResource,
     TextBackendResource,
+    VideoBackendResource,
 )
 from avgen_dagster.resources.notifier import notifier_from_env
 from avgen_dagster.sensors import notification_sensor, request_failure_sensor, request_sensor
@@ -29,6 +32,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
         "speech_backend": SpeechBackendResource(),
         "lipsync_backend": LipsyncBackendResource(),
         "media": MediaChainResource(),
+        "image_backend": ImageBackendResource(),
+        "music_backend": MusicBackendResource(),
+        "video_backend": VideoBackendResource(),
         "notifier": notifier_from_env(),
     }
 
@@ -36,9 +42,9 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 def build_definitions() -> dg.Definitions:
     """avgen's Dagster definitions with the embedded-default resources."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([talking_head, records]),
+        assets=dg.load_assets_from_modules([talking_head, visuals, records]),
         asset_checks=talking_head_checks,
-        jobs=[talking_head_job, notify_job],
+        jobs=[generation_job, talking_head_job, notify_job],
         sensors=[request_sensor, notification_sensor, request_failure_sensor],
         resources=default_resources(),
     )

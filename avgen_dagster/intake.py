@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
+from avgen_dagster.options import parse_options
 from avgen_dagster.store.models import RequestStatus, new_request_id, utcnow
 from avgen_dagster.store.requests import create_request, ensure_user
 from avgen_dagster.store.session import AppDatabase
@@ -92,6 +93,7 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
     prompt = validate_prompt(new.prompt) if new.prompt is not None else None
     script = validate_script(new.script) if new.script is not None else None
     email = normalise_email(new.email) if new.email else None
+    options = parse_options(new.options).model_dump(exclude_none=True)
     notify_at = new.notify_at
     if notify_at is not None:
         if notify_at.tzinfo is None:
@@ -113,7 +115,7 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
                 prompt=prompt,
                 script=script,
                 portrait_path=str(stored),
-                options=dict(new.options),
+                options=options,
                 status=RequestStatus.QUEUED,
                 request_id=request_id,
                 notify_at=notify_at,

@@ -10,3 +10,12 @@ talking_head_job = dg.define_asset_job(
         "portrait, for one user partition; marks the request Completed."
     ),
 )
+
+generation_job = dg.define_asset_job(
+    name="generation_job",
+    selection=dg.AssetSelection.groups("talking_head", "visuals", "delivery"),
+    description=(
+        "Everything a request produces for one user partition: the talking-head video (MP4 + "
+        "HLS), images, music, video clips and a music video; marks the request Completed."
+    ),
+)

@@ -5,7 +5,7 @@ from datetime import datetime
 import dagster as dg
 
 from avgen_dagster.failures import REQUEST_ID_TAG, failure_reason, mark_request_failed
-from avgen_dagster.jobs import talking_head_job
+from avgen_dagster.jobs import generation_job, talking_head_job
 from avgen_dagster.notify_job import notify_job
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
@@ -19,7 +19,7 @@ MAX_REQUESTS_PER_TICK = 100
 
 @dg.sensor(
     name="request_sensor",
-    job=talking_head_job,
+    job=generation_job,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
@@ -97,7 +97,7 @@ def notification_sensor(
 
 @dg.run_failure_sensor(
     name="request_failure_sensor",
-    monitored_jobs=[talking_head_job],
+    monitored_jobs=[generation_job, talking_head_job],
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Marks the run's request (tag avgen/request_id) Failed with the step's error.",
 )

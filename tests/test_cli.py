@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 from avgen_dagster.cli import app
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
+# Keep the visual package small in tests: 1 image, 1 clip of 1 s, 3 s of music.
+SMALL = ["--images", "1", "--clips", "1", "--clip-duration", "1", "--music-duration", "3"]
+
 
 @pytest.fixture
 def no_face_png(tmp_path: Path) -> Path:
@@ -111,6 +114,7 @@ def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Pa
             "--script-file",
             _script(tmp_path, "Hi."),
             "--json",
+            *SMALL,
         ],
         capture_output=True,
         text=True,
@@ -124,9 +128,11 @@ def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Pa
     assert mp4.is_absolute() and mp4.is_file() and mp4.suffix == ".mp4"
     assert playlist.is_absolute() and playlist.is_file()
     assert str(mp4).startswith(str(avgen_env.content / "cli_user" / out["request_id"]))
+    assert Path(out["music_video"]).is_file() and Path(out["music"]).suffix == ".m4a"
+    assert len(out["images"]) == 1
     assert "stitched_mp4" in proc.stderr  # progress per stage
     # The run is in the instance at DAGSTER_HOME, as `dagster dev` would show it.
     instance = dg.DagsterInstance.from_config(str(avgen_env.home))
     run = instance.get_run_by_id(out["run_id"])
-    assert run is not None and run.is_success and run.job_name == "talking_head_job"
+    assert run is not None and run.is_success and run.job_name == "generation_job"
     assert run.tags["avgen/request_id"] == out["request_id"]

@@ -29,11 +29,15 @@ def test_definitions_have_the_talking_head_graph() -> None:
     job = defs.resolve_job_def("talking_head_job")
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert keys == TALKING_HEAD_ASSETS
+    everything = defs.resolve_job_def("generation_job")
+    keys = {k.to_user_string() for k in everything.asset_layer.executable_asset_keys}
+    assert keys == TALKING_HEAD_ASSETS | {"images", "music", "video_clips", "music_video"}
+    assert defs.resolve_job_def("notify_job") is not None
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.partitions_def == user_partitions, key
-        assert node.group_name in {"talking_head", "delivery"}
+        assert node.group_name in {"talking_head", "visuals", "delivery"}
         assert node.description, key
         assert node.kinds, key
     checks = {k.name for k in graph.asset_check_keys}
@@ -43,7 +47,8 @@ def test_definitions_have_the_talking_head_graph() -> None:
         "av_durations_match",
         "hls_playlist_valid",
     }
-    assert defs.resolve_sensor_def("request_failure_sensor") is not None
+    for sensor in ("request_sensor", "notification_sensor", "request_failure_sensor"):
+        assert defs.resolve_sensor_def(sensor) is not None
     assert isinstance(user_partitions, dg.DynamicPartitionsDefinition)
     assert user_partitions.name == "user_id"
 

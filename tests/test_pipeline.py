@@ -11,7 +11,7 @@ import pytest
 from imageio_ffmpeg import get_ffmpeg_exe
 from PIL import Image
 
-from avgen_dagster.assets import records, talking_head
+from avgen_dagster.assets import records, talking_head, visuals
 from avgen_dagster.checks import talking_head_checks
 from avgen_dagster.definitions import default_resources
 from avgen_dagster.failures import REQUEST_ID_TAG
@@ -29,9 +29,12 @@ SCRIPT = (
     "At sunset the light travels through more air, so the reds and oranges reach your eyes."
 )
 ASSETS = [*dg.load_assets_from_modules([talking_head, records]), *talking_head_checks]
+EVERYTHING = [*dg.load_assets_from_modules([talking_head, visuals, records]), *talking_head_checks]
 
 
-def _new_request(env: AvgenEnv, user_id: str, portrait: Path, script: str) -> str:
+def _new_request(
+    env: AvgenEnv, user_id: str, portrait: Path, script: str, options: dict | None = None
+) -> str:
     db = AppDatabase(env.db_url)
     with db.session() as s:
         req = create_request(
@@ -41,15 +44,16 @@ def _new_request(env: AvgenEnv, user_id: str, portrait: Path, script: str) -> st
             script=script,
             portrait_path=str(portrait),
             status=RequestStatus.QUEUED,
+            options=options,
         )
         return req.request_id
 
 
-def _materialize(instance: dg.DagsterInstance, user_id: str, request_id: str, **kw):
+def _materialize(instance: dg.DagsterInstance, user_id: str, request_id: str, assets=ASSETS, **kw):
     if not instance.has_dynamic_partition("user_id", user_id):
         instance.add_dynamic_partitions("user_id", [user_id])
     return dg.materialize(
-        ASSETS,
+        assets,
         instance=instance,
         partition_key=user_id,
         resources=default_resources(),
@@ -180,3 +184,45 @@ def test_a_new_request_keeps_the_older_one(avgen_env: AvgenEnv) -> None:
     assert _materialize(instance, "keeper", second).success
     for rid in (first, second):
         assert (avgen_env.content / "keeper" / rid / "stitched_mp4" / "talking_head.mp4").is_file()
+
+
+def test_generation_job_makes_the_whole_package(avgen_env: AvgenEnv) -> None:
+    """Talking head + images, music, clips and a music video for one partition."""
+    from avgen_dagster.media.probe import probe_media
+
+    options = {
+        "image_count": 2,
+        "clip_count": 2,
+        "clip_duration_s": 2.0,
+        "music_duration_s": 6.0,
+        "genre": "rock",
+        "image_size": 256,
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    rid = _new_request(avgen_env, "pkg", SAMPLE_PORTRAIT, "A short hello.", options)
+    assert _materialize(instance, "pkg", rid, assets=EVERYTHING).success
+    with AppDatabase(avgen_env.db_url).session() as s:
+        req = get_request(s, rid)
+        assert req.status == "Completed"
+        assert len(req.image_paths) == 2 and all(Path(p).is_file() for p in req.image_paths)
+        assert [Path(p).name for p in req.video_paths] == [
+            "clip_00.mp4",
+            "clip_01.mp4",
+            "music_video.mp4",
+            "talking_head.mp4",
+            "index.m3u8",
+        ]
+        assert {Path(p).suffix for p in req.audio_paths} == {".m4a", ".wav"}
+        music_video = Path(req.video_paths[2])
+    info = probe_media(music_video)
+    assert abs(info.duration_s - 6.0) < 0.1 and info.audio is not None
+    meta = instance.get_latest_materialization_event(
+        dg.AssetKey("music")
+    ).asset_materialization.metadata
+    assert meta["genre"].value == "rock" and meta["backend"].value == "procedural"
+    assert abs(meta["integrated_lufs"].value + 14.0) < 0.5
+    assert meta["true_peak_dbtp"].value <= -1.0
+    images_meta = instance.get_latest_materialization_event(
+        dg.AssetKey("images")
+    ).asset_materialization.metadata
+    assert images_meta["seeds"].value == [0, 1] and images_meta["size"].value == "256x256"

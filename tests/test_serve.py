@@ -28,6 +28,9 @@ QUERY = """
 }
 """
 
+# Keep the visual package small in tests: 1 image, 1 clip of 1 s, 3 s of music.
+SMALL = ["--images", "1", "--clips", "1", "--clip-duration", "1", "--music-duration", "3"]
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -64,6 +67,7 @@ def test_dagster_dev_shows_the_job_and_runs_queued_requests(
             "--script-file",
             str(script),
             "--json",
+            *SMALL,
         ],
         capture_output=True,
         text=True,
@@ -106,13 +110,13 @@ def test_dagster_dev_shows_the_job_and_runs_queued_requests(
         jobs = {j["name"] for repo in data["repositoriesOrError"]["nodes"] for j in repo["jobs"]}
         assert "talking_head_job" in jobs
         runs = {r["runId"]: r for r in data["runsOrError"]["results"]}
-        assert runs[run_id]["jobName"] == "talking_head_job"
+        assert runs[run_id]["jobName"] == "generation_job"
         assert runs[run_id]["status"] == "SUCCESS"
 
         # The user loop: enqueue only; the daemon's request_sensor launches the run.
         queued = subprocess.run(
             [str(bin_dir / "avgen"), "request", "--user-id", "looped", "--portrait",
-             str(SAMPLE_PORTRAIT), "--script-file", str(script), "--json"],
+             str(SAMPLE_PORTRAIT), "--script-file", str(script), "--json", *SMALL],
             capture_output=True, text=True, timeout=120, env=os.environ.copy(),
         )  # fmt: skip
         assert queued.returncode == 0, queued.stderr

@@ -97,3 +97,53 @@ class HlsManifest:
     playlist: str
     segments: list[str]
     target_duration_s: float
+
+
+@dataclass(frozen=True)
+class ImagesManifest:
+    """The request's images (PNG paths, in order) and how they were made."""
+
+    request_id: str
+    paths: list[str]
+    seeds: list[int]
+    width: int
+    height: int
+    backend: str
+    model: str
+
+
+@dataclass(frozen=True)
+class MusicManifest:
+    """The request's music track: WAV and compressed copy, seconds, loudness."""
+
+    request_id: str
+    wav: str
+    compressed: str
+    duration_s: float
+    sample_rate: int
+    genre: str
+    integrated_lufs: float
+    true_peak_dbtp: float
+    backend: str
+    model: str
+
+
+@dataclass(frozen=True)
+class ClipsManifest:
+    """The request's short video clips (MP4 paths, seconds each)."""
+
+    request_id: str
+    paths: list[str]
+    durations_s: list[float]
+    fps: float
+    backend: str
+    model: str
+
+
+@dataclass(frozen=True)
+class MusicVideoManifest:
+    """The request's music video (MP4 path, seconds)."""
+
+    request_id: str
+    path: str
+    duration_s: float

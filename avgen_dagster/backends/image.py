@@ -382,7 +382,7 @@ class RoundedSize:
 def round_to_multiple(value: int, multiple: int) -> int:
     """Nearest positive multiple of ``multiple`` to ``value`` (ties round up), at least one
     ``multiple``."""
-    return max(multiple, int(math.floor(value / multiple + 0.5)) * multiple)
+    return max(multiple, math.floor(value / multiple + 0.5) * multiple)
 
 
 def _looks_like_hub_id(model_path: str) -> bool:

@@ -395,8 +395,8 @@ class LTXVideoClips:
         frames = temporal * math.ceil((n - 1) / temporal) + 1
         return RoundedRequest(
             frames=frames,
-            width=max(spatial, int(math.floor(width / spatial + 0.5)) * spatial),
-            height=max(spatial, int(math.floor(height / spatial + 0.5)) * spatial),
+            width=max(spatial, math.floor(width / spatial + 0.5) * spatial),
+            height=max(spatial, math.floor(height / spatial + 0.5) * spatial),
             requested_frames=n,
             requested_width=int(width),
             requested_height=int(height),

@@ -104,9 +104,7 @@ def _to_black(frame: av.VideoFrame, gain: float) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "yuv420p")
 
 
-def _clip_frames(
-    seg: _Segment, rate: Fraction, width: int, height: int
-) -> Iterator[av.VideoFrame]:
+def _clip_frames(seg: _Segment, rate: Fraction, width: int, height: int) -> Iterator[av.VideoFrame]:
     """Decode a clip as exactly ``seg.frames`` yuv420p frames of ``width``×``height`` at
     ``rate`` (frames repeated/dropped by timestamp, like FFmpeg's ``fps`` filter, when the
     clip's own rate differs)."""
@@ -188,7 +186,11 @@ def compose_music_video(
     start = time.perf_counter()
     if not clips:
         raise MediaError("compose_music_video needs at least one clip")
-    for label, value in (("crossfade_s", crossfade_s), ("fade_in_s", fade_in_s), ("fade_out_s", fade_out_s)):
+    for label, value in (
+        ("crossfade_s", crossfade_s),
+        ("fade_in_s", fade_in_s),
+        ("fade_out_s", fade_out_s),
+    ):
         if not math.isfinite(value) or value < 0:
             raise MediaError(f"{label} must be >= 0 seconds, got {value}")
     rate = fps_fraction(fps)

@@ -7,12 +7,20 @@ from avgen_dagster.resources.backends import (
     TextBackendResource,
 )
 from avgen_dagster.resources.storage import AppDatabaseResource, ContentStore
+from avgen_dagster.resources.visuals import (
+    ImageBackendResource,
+    MusicBackendResource,
+    VideoBackendResource,
+)
 
 __all__ = [
     "AppDatabaseResource",
     "ContentStore",
+    "ImageBackendResource",
     "LipsyncBackendResource",
     "MediaChainResource",
+    "MusicBackendResource",
     "SpeechBackendResource",
     "TextBackendResource",
+    "VideoBackendResource",
 ]

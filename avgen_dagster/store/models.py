@@ -94,6 +94,7 @@ class GenerationRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default=RequestStatus.QUEUED.value, index=True)
     video_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
     image_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    audio_paths: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     run_id: Mapped[str | None] = mapped_column(String(64))
     # When the user wants to be told (UTC); None means as soon as the content is ready.
     notify_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

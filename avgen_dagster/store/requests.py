@@ -71,6 +71,7 @@ def create_request(
         status=status.value,
         video_paths=[],
         image_paths=[],
+        audio_paths=[],
         created_at=utcnow(),
         notify_at=notify_at,
         notify_channel="email" if notify_address else "console",
@@ -115,18 +116,43 @@ def mark_processing(session: Session, request_id: str, run_id: str | None = None
         req.run_id = run_id
 
 
+def record_outputs(
+    session: Session,
+    request_id: str,
+    *,
+    video_paths: Sequence[str] = (),
+    image_paths: Sequence[str] = (),
+    audio_paths: Sequence[str] = (),
+) -> None:
+    """Add output paths to the request (kept in order, without duplicates)."""
+    req = get_request(session, request_id)
+
+    def merged(old: list[str] | None, new: Sequence[str]) -> list[str]:
+        return list(dict.fromkeys([*(old or []), *new]))
+
+    req.video_paths = merged(req.video_paths, video_paths)
+    req.image_paths = merged(req.image_paths, image_paths)
+    req.audio_paths = merged(req.audio_paths, audio_paths)
+
+
 def mark_completed(
     session: Session,
     request_id: str,
     *,
     video_paths: Sequence[str],
     image_paths: Sequence[str] = (),
+    audio_paths: Sequence[str] = (),
 ) -> None:
-    """Set the request Completed with its output paths and ``generated_at`` = now (UTC)."""
+    """Set the request Completed, adding these output paths; ``generated_at`` = now (UTC)."""
+    record_outputs(
+        session,
+        request_id,
+        video_paths=video_paths,
+        image_paths=image_paths,
+        audio_paths=audio_paths,
+    )
     req = get_request(session, request_id)
     req.status = RequestStatus.COMPLETED.value
-    req.video_paths = list(video_paths)
-    req.image_paths = list(image_paths)
     req.generated_at = utcnow()
     req.error = None
 

@@ -44,30 +44,32 @@ def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
             (rel for p in item.video_paths if p.endswith(".mp4") and (rel := _path_in(item, p))),
             None,
         )
+    left, right = st.columns([2, 3])
     if mp4 is not None:
-        st.video(portal.signed_url(user_id, rid, mp4))
+        left.video(portal.signed_url(user_id, rid, mp4))
         views.append((rid, "video"))
+    else:
+        left.warning("The video file of this request is missing.")
+
+    with right:
         if duration := mp4_meta.get("duration_s"):
             st.caption(f"Talking head · {float(duration):.1f} s")
-    else:
-        st.warning("The video file of this request is missing.")
-
-    playlist = _path_in(item, assets.get("hls", {}).get("playlist")) or _path_in(
-        item, portal.HLS_IN_REQUEST
-    )
-    if playlist is not None:
-        url = portal.signed_url(user_id, rid, playlist)
-        st.markdown(f"HLS stream for web players: [index.m3u8]({url})")
-        views.append((rid, "hls"))
-
-    text = assets.get("script", {}).get("script")
-    if not text and (script_file := _path_in(item, portal.SCRIPT_IN_REQUEST)):
-        base = portal.settings().content_root / user_id / rid
-        text = (base / script_file).read_text(encoding="utf-8")
-    if text:
-        with st.expander("Script", expanded=False):
-            st.markdown(text)
-        views.append((rid, "script"))
+        playlist = _path_in(item, assets.get("hls", {}).get("playlist")) or _path_in(
+            item, portal.HLS_IN_REQUEST
+        )
+        if playlist is not None:
+            url = portal.signed_url(user_id, rid, playlist)
+            st.markdown(f"HLS stream for web players: [index.m3u8]({url})")
+            views.append((rid, "hls"))
+        text = assets.get("script", {}).get("script")
+        if not text and (script_file := _path_in(item, portal.SCRIPT_IN_REQUEST)):
+            base = portal.settings().content_root / user_id / rid
+            text = (base / script_file).read_text(encoding="utf-8")
+        if text:
+            st.markdown("**Script**")
+            with st.container(height=220 if len(text) > 600 else "content"):
+                st.markdown(text)
+            views.append((rid, "script"))
 
     images = [rel for p in item.image_paths if (rel := _path_in(item, p))]
     if images:

@@ -8,6 +8,7 @@ their own user ids, so the shared world stays as described here.
 
 from __future__ import annotations
 
+import functools
 import socket
 import sys
 import threading
@@ -127,11 +128,24 @@ def world(portal_world: PortalWorld, monkeypatch: pytest.MonkeyPatch) -> PortalW
     return portal_world
 
 
+@functools.cache
+def _components() -> object:
+    """Streamlit's registry of installed components, built once (as ``streamlit run`` does);
+    a fresh AppTest otherwise rescans every installed distribution (~0.2 s a session)."""
+    from streamlit.components.v2.component_manager import BidiComponentManager
+
+    manager = BidiComponentManager()
+    manager.discover_and_register_components(start_file_watching=False)
+    return manager
+
+
 def app_test(user_id: str | None = None):  # type: ignore[no-untyped-def]
     """A fresh portal session (AppTest), optionally signed in as ``user_id`` already."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(APP_FILE), default_timeout=60)
+    if hasattr(at, "_bidi_component_manager"):
+        at._bidi_component_manager = _components()
     if user_id is not None:
         at.session_state["avgen_user_id"] = user_id
     return at

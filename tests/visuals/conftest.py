@@ -265,9 +265,21 @@ def ffmpeg_ebur128(path: Path) -> dict[str, float]:
     """Integrated loudness (LUFS) and true peak (dBTP) measured by the ffmpeg CLI's
     ``ebur128=peak=true`` filter (an implementation independent of ours)."""
     proc = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path),
-         "-filter_complex", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-hide_banner",
+            "-nostats",
+            "-i",
+            str(path),
+            "-filter_complex",
+            "ebur128=peak=true",
+            "-f",
+            "null",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = proc.stderr[proc.stderr.rfind("Summary:") :]
     values: dict[str, float] = {}
@@ -285,7 +297,9 @@ def ffmpeg_decode_info(path: Path) -> dict[str, object]:
     lines and the decoded duration (from the last ``time=`` of a null-muxer run)."""
     proc = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path), "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     streams = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("Stream #0")]
     times = [seg.split()[0] for seg in proc.stderr.split("time=")[1:]]
@@ -310,5 +324,3 @@ def atoms(path: Path) -> list[str]:
             break
         pos += size
     return out
-
-

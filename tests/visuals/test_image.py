@@ -64,7 +64,7 @@ def test_round_to_multiple() -> None:
 def test_diffusers_missing_paths_fail_before_work(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="does not exist"):
         DiffusersImages(tmp_path / "nope")
-    with pytest.raises(BackendError, match="lacks model_index.json"):
+    with pytest.raises(BackendError, match=r"lacks model_index\.json"):
         DiffusersImages(tmp_path)
     with pytest.raises(BackendError, match="not in the local Hugging Face cache"):
         DiffusersImages("nobody/no-such-model-xyz")
@@ -98,8 +98,9 @@ def test_diffusers_tiny_pipeline_generates_and_loads_once(tiny_sd_dir: Path) -> 
     assert d.shape == (32, 48, 3)
     assert gen.last_rounding.changed and "45x30 rounded to 48x32" in gen.last_rounding.message
     # Batched generation with CFG + negative prompt, same per-seed results as single calls.
-    gen2 = DiffusersImages(tiny_sd_dir, steps=2, guidance=2.0, negative_prompt="blurry",
-                           batch_size=2)
+    gen2 = DiffusersImages(
+        tiny_sd_dir, steps=2, guidance=2.0, negative_prompt="blurry", batch_size=2
+    )
     batch = gen2.generate_batch(["hills", "sea", "sky"], [1, 2, 3], width=32, height=32)
     assert [x.shape for x in batch] == [(32, 32, 3)] * 3
     single = gen2.generate("sea", seed=2, width=32, height=32)

@@ -131,7 +131,7 @@ def test_normalized_loudness_measured_by_ffmpeg(tmp_path: Path) -> None:
 def test_musicgen_missing_paths(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="does not exist"):
         MusicGenMusic(tmp_path / "missing")
-    with pytest.raises(BackendError, match="lacks config.json"):
+    with pytest.raises(BackendError, match=r"lacks config\.json"):
         MusicGenMusic(tmp_path)
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(BackendError, match="not musicgen"):
@@ -141,8 +141,9 @@ def test_musicgen_missing_paths(tmp_path: Path) -> None:
 def test_musicgen_tiny_window_and_continuation(tiny_musicgen_dir: Path) -> None:
     music_mod.clear_model_cache()
     before = music_mod.model_load_count()
-    gen = MusicGenMusic(tiny_musicgen_dir, device="auto", window_s=1.0, prompt_s=0.4,
-                        crossfade_s=0.1)
+    gen = MusicGenMusic(
+        tiny_musicgen_dir, device="auto", window_s=1.0, prompt_s=0.4, crossfade_s=0.1
+    )
     assert isinstance(gen, MusicGenerator)
     assert gen.sample_rate == 8000
     short = gen.generate("rock", 0.8, seed=1)

@@ -332,7 +332,7 @@ class Wav2LipLipsync:
             )
         pboxes = [padded_box(b, f.shape, self.pads) for f, b in zip(frames_rgb, boxes, strict=True)]
         todo = [i for i, b in enumerate(pboxes) if b is not None]
-        out = [f.copy() for f in frames_rgb]
+        out = [frames_rgb[i].copy() if b is None else frames_rgb[i] for i, b in enumerate(pboxes)]
         if not todo:
             return out
         crops = np.empty((len(todo), FACE_SIZE, FACE_SIZE, 3), np.uint8)
@@ -400,7 +400,7 @@ class Wav2LipLipsync:
         output: Path | str,
         *,
         mode: LoopMode = "loop",
-        chunk_frames: int = 64,
+        chunk_frames: int | None = None,
         crf: int = 18,
         preset: str = "veryfast",
     ) -> DrivingVideoResult:
@@ -417,7 +417,8 @@ class Wav2LipLipsync:
             sample_rate: Hz.
             output: the ``.mp4`` to write (atomically).
             mode: ``"loop"``, ``"pingpong"`` or ``"trim"`` (see ``source_indices``).
-            chunk_frames: frames decoded/processed/encoded per chunk.
+            chunk_frames: frames decoded/processed/encoded per chunk; default
+                ``max(16, batch_size)``.
             crf, preset: libx264 settings.
 
         Returns:
@@ -451,7 +452,7 @@ class Wav2LipLipsync:
             output,
             process=process,
             mode=mode,
-            chunk_frames=chunk_frames,
+            chunk_frames=chunk_frames or max(16, self.batch_size),
             crf=crf,
             preset=preset,
             scan=scan,

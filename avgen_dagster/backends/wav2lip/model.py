@@ -235,7 +235,8 @@ def load_wav2lip(path: Path | str, device: str | torch.device = "cpu") -> Wav2Li
             Wav2Lip's (the message names the path and the first mismatching keys).
     """
     state = read_checkpoint_state_dict(path)
-    model = Wav2Lip()
+    with torch.device("meta"):  # no second copy of the weights: the loaded tensors are used
+        model = Wav2Lip()
     problems = _mismatches(model, state)
     if problems:
         shown = "; ".join(problems[:5])
@@ -244,5 +245,6 @@ def load_wav2lip(path: Path | str, device: str | torch.device = "cpu") -> Wav2Li
             f"{path} is not a Wav2Lip generator checkpoint: {shown}{more}. Use wav2lip.pth "
             f"or wav2lip_gan.pth (not the lip-sync expert / discriminator weights)"
         )
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
     return model.to(device).eval()

@@ -1,0 +1,271 @@
+"""The visual and music package: images, music, video clips and a music video, partitioned by
+``user_id`` like the talking head; each asset records its paths in the app database."""
+
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from avgen_dagster.assets.manifests import (
+    ClipsManifest,
+    ImagesManifest,
+    MusicManifest,
+    MusicVideoManifest,
+    RequestSnapshot,
+)
+from avgen_dagster.assets.previews import thumbnail_markdown
+from avgen_dagster.options import parse_options
+from avgen_dagster.partitions import user_partitions
+from avgen_dagster.resources import (
+    AppDatabaseResource,
+    ContentStore,
+    ImageBackendResource,
+    MusicBackendResource,
+    VideoBackendResource,
+)
+from avgen_dagster.store.requests import record_outputs
+
+GROUP = "visuals"
+
+
+def _visual_prompt(request: RequestSnapshot) -> str:
+    # Images illustrate the prompt, or the opening of a user's own script.
+    text = request.prompt or request.script or "a calm landscape"
+    return " ".join(text.split())[:300]
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"python", "diffusers"},
+    pool="gpu",
+    description=(
+        "PNG images from the prompt: the procedural renderer by default (seeded, deterministic), "
+        "or a diffusers text-to-image pipeline. Count, size and seed from the request options."
+    ),
+)
+def images(
+    context: dg.AssetExecutionContext,
+    request: RequestSnapshot,
+    image_backend: ImageBackendResource,
+    content: ContentStore,
+    app_db: AppDatabaseResource,
+) -> dg.MaterializeResult:
+    """Write ``images/image_NN.png``."""
+    from PIL import Image
+
+    from avgen_dagster.media.atomic import atomic_path
+
+    opts = parse_options(request.options)
+    generator = image_backend.generator()
+    folder = content.asset_dir(request.user_id, request.request_id, "images")
+    prompt = _visual_prompt(request)
+    paths, seeds, arrays = [], [], []
+    for i in range(opts.image_count):
+        seed = opts.seed + i
+        rgb = generator.generate(prompt, seed=seed, width=opts.image_size, height=opts.image_size)
+        path = folder / f"image_{i:02d}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(rgb).save(tmp, format="PNG")
+        paths.append(str(path))
+        seeds.append(seed)
+        arrays.append(rgb)
+        context.log.info(f"image {i + 1}/{opts.image_count} ({rgb.shape[1]}x{rgb.shape[0]})")
+    with app_db.get().session() as s:
+        record_outputs(s, request.request_id, image_paths=paths)
+    height, width = arrays[0].shape[:2]
+    strip = np.concatenate(
+        [a[:: max(1, height // 128), :: max(1, width // 128)] for a in arrays], 1
+    )
+    return dg.MaterializeResult(
+        value=ImagesManifest(
+            request.request_id,
+            paths,
+            seeds,
+            width,
+            height,
+            generator.name,
+            getattr(generator, "model", generator.name),
+        ),
+        metadata={
+            "request_id": request.request_id,
+            "paths": dg.MetadataValue.json(paths),
+            "count": len(paths),
+            "size": f"{width}x{height}",
+            "seeds": dg.MetadataValue.json(seeds),
+            "backend": generator.name,
+            "model": str(getattr(generator, "model", generator.name)),
+            "prompt": prompt,
+            "preview": dg.MetadataValue.md(thumbnail_markdown(strip, max_side=640)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"python", "transformers"},
+    pool="gpu",
+    description=(
+        "A music track in the requested genre and duration (procedural composer by default, or "
+        "MusicGen), loudness-normalised (−14 LUFS, true peak ≤ −1 dBTP); WAV and AAC (.m4a)."
+    ),
+)
+def music(
+    request: RequestSnapshot,
+    music_backend: MusicBackendResource,
+    content: ContentStore,
+    app_db: AppDatabaseResource,
+) -> dg.MaterializeResult:
+    """Write ``music/music.wav`` and ``music/music.m4a``."""
+    from avgen_dagster.backends.music import normalize_music
+    from avgen_dagster.media.audio_codec import encode_audio_file
+    from avgen_dagster.media.audio_io import write_wav
+
+    opts = parse_options(request.options)
+    generator = music_backend.generator()
+    samples = generator.generate(opts.genre, opts.music_duration_s, seed=opts.seed)
+    result = normalize_music(samples, generator.sample_rate, target_lufs=music_backend.target_lufs)
+    folder = content.asset_dir(request.user_id, request.request_id, "music")
+    wav = write_wav(folder / "music.wav", result.samples, generator.sample_rate)
+    m4a = encode_audio_file(wav, folder / "music.m4a")
+    duration = len(result.samples) / generator.sample_rate
+    with app_db.get().session() as s:
+        record_outputs(s, request.request_id, audio_paths=[str(m4a), str(wav)])
+    composition = getattr(generator, "last_composition", None)
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "request_id": request.request_id,
+        "path": dg.MetadataValue.path(str(wav)),
+        "compressed_path": dg.MetadataValue.path(str(m4a)),
+        "genre": opts.genre,
+        "duration_s": dg.MetadataValue.float(round(duration, 3)),
+        "sample_rate_hz": generator.sample_rate,
+        "integrated_lufs": dg.MetadataValue.float(round(result.after.integrated_lufs, 2)),
+        "true_peak_dbtp": dg.MetadataValue.float(round(result.after.true_peak_dbtp, 2)),
+        "seed": opts.seed,
+        "backend": generator.name,
+        "model": str(getattr(generator, "model", generator.name)),
+        "size_bytes": Path(m4a).stat().st_size,
+    }
+    if composition is not None:
+        metadata["bpm"] = dg.MetadataValue.float(round(float(composition.bpm), 2))
+        metadata["bars"] = int(composition.bars)
+    return dg.MaterializeResult(
+        value=MusicManifest(
+            request.request_id,
+            str(wav),
+            str(m4a),
+            duration,
+            generator.sample_rate,
+            opts.genre,
+            result.after.integrated_lufs,
+            result.after.true_peak_dbtp,
+            generator.name,
+            str(getattr(generator, "model", generator.name)),
+        ),
+        metadata=metadata,
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"python", "diffusers"},
+    pool="gpu",
+    description=(
+        "Short H.264 clips at 24 fps, one per image: eased pan-and-zoom by default, or "
+        "LTX-Video (frames rounded to 8k+1, sides to multiples of 32)."
+    ),
+)
+def video_clips(
+    context: dg.AssetExecutionContext,
+    request: RequestSnapshot,
+    images: ImagesManifest,
+    video_backend: VideoBackendResource,
+    content: ContentStore,
+    app_db: AppDatabaseResource,
+) -> dg.MaterializeResult:
+    """Write ``video_clips/clip_NN.mp4``."""
+    from avgen_dagster.backends.video import write_clip
+    from avgen_dagster.media.faces import load_image_rgb
+
+    opts = parse_options(request.options)
+    generator = video_backend.generator()
+    folder = content.asset_dir(request.user_id, request.request_id, "video_clips")
+    paths, durations, first_frame = [], [], None
+    for i in range(opts.clip_count):
+        image = load_image_rgb(Path(images.paths[i % len(images.paths)]))
+        if first_frame is None:
+            first_frame = image
+        out = folder / f"clip_{i:02d}.mp4"
+        encoded = write_clip(
+            generator, image, _visual_prompt(request), out, duration_s=opts.clip_duration_s,
+            seed=opts.seed + i, width=images.width, height=images.height,
+        )  # fmt: skip
+        paths.append(str(encoded.path))
+        durations.append(encoded.duration_s)
+        context.log.info(f"clip {i + 1}/{opts.clip_count}: {encoded.frames} frames")
+    with app_db.get().session() as s:
+        record_outputs(s, request.request_id, video_paths=paths)
+    return dg.MaterializeResult(
+        value=ClipsManifest(
+            request.request_id,
+            paths,
+            durations,
+            generator.fps,
+            generator.name,
+            str(getattr(generator, "model", generator.name)),
+        ),
+        metadata={
+            "request_id": request.request_id,
+            "paths": dg.MetadataValue.json(paths),
+            "count": len(paths),
+            "durations_s": dg.MetadataValue.json([round(d, 3) for d in durations]),
+            "fps": generator.fps,
+            "backend": generator.name,
+            "model": str(getattr(generator, "model", generator.name)),
+            "first_frame": dg.MetadataValue.md(thumbnail_markdown(first_frame)),
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=user_partitions,
+    group_name=GROUP,
+    kinds={"ffmpeg", "python"},
+    description=(
+        "The clips cross-faded (looped or trimmed) to the music's length, music faded in and out, "
+        "in one encode pass; fast-start MP4."
+    ),
+)
+def music_video(
+    request: RequestSnapshot,
+    video_clips: ClipsManifest,
+    music: MusicManifest,
+    content: ContentStore,
+    app_db: AppDatabaseResource,
+) -> dg.MaterializeResult:
+    """Write ``music_video/music_video.mp4``."""
+    from avgen_dagster.media.music_video import compose_music_video
+
+    folder = content.asset_dir(request.user_id, request.request_id, "music_video")
+    result = compose_music_video(
+        [Path(p) for p in video_clips.paths],
+        Path(music.wav),
+        folder / "music_video.mp4",
+        fps=video_clips.fps,
+    )
+    with app_db.get().session() as s:
+        record_outputs(s, request.request_id, video_paths=[str(result.path)])
+    return dg.MaterializeResult(
+        value=MusicVideoManifest(request.request_id, str(result.path), result.duration_s),
+        metadata={
+            "request_id": request.request_id,
+            "path": dg.MetadataValue.path(str(result.path)),
+            "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
+            "music_duration_s": dg.MetadataValue.float(round(result.music_duration_s, 3)),
+            "clips_used": result.clips_used,
+            "frames": result.video_frames,
+            "size_bytes": Path(result.path).stat().st_size,
+        },
+    )
