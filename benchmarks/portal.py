@@ -4,8 +4,9 @@ Setup (not timed): a fresh SQLite app database with N users and M generation req
 (bulk ORM inserts with bound parameters), statuses mixed like a busy day (70 % Completed,
 10 % Queued, 10 % Processing, 10 % Failed), created over the last 90 days. Unless
 ``--no-media``, the real job runs once (``run_generation``, script "Hello there.") and its MP4,
-HLS playlist and script are hard-linked into every Completed request's folder, so the gallery
-signs URLs for real files; the Dagster catalog holds that one run's materializations.
+HLS playlist, script, 2 images, clip, music video and music are hard-linked into every
+Completed request's folder, so the gallery shows every section with real files; the Dagster
+catalog holds that one run's materializations.
 
 Timed: L gallery page loads in a row, each a new Streamlit session (``AppTest``) signed in as
 a random user (session state), running the whole app script: navigation, the user's 20 newest
@@ -40,7 +41,18 @@ sys.path.insert(0, str(REPO))
 APP = REPO / "streamlit_app" / "streamlit_app.py"
 TARGET_P95_MS = 300.0
 STATUSES = ["Completed"] * 7 + ["Queued", "Processing", "Failed"]
-MEDIA_FILES = ("stitched_mp4/talking_head.mp4", "hls/index.m3u8", "script/script.txt")
+DEMO_OPTIONS = {
+    "image_count": 2,
+    "clip_count": 1,
+    "clip_duration_s": 1.0,
+    "music_duration_s": 2.0,
+    "image_size": 128,
+}
+MP4, HLS = "stitched_mp4/talking_head.mp4", "hls/index.m3u8"
+IMAGES = ("images/image_00.png", "images/image_01.png")
+VIDEOS = ("music_video/music_video.mp4", "video_clips/clip_00.mp4")
+MUSIC = "music/music.m4a"
+MEDIA_FILES = (MP4, HLS, "script/script.txt", *IMAGES, *VIDEOS, MUSIC)
 
 
 def _environment(root: Path) -> dict[str, str]:
@@ -67,7 +79,7 @@ def _demo_media(content: Path) -> Path | None:
         prompt=None,
         script="Hello there.",
         portrait=REPO / "samples" / "portrait.png",
-        options={},
+        options=DEMO_OPTIONS,
     )
     if out["status"] != "Completed":
         raise SystemExit(f"demo generation failed: {out['error']}")
@@ -108,10 +120,9 @@ def _populate(users: int, requests: int, seed: int, content: Path, media: Path |
                 "portrait_path": str(folder / "input" / "portrait.png"),
                 "options": {"genre": rng.choice(["jazz", "lofi", "pop"]), "image_count": 4},
                 "status": status,
-                "video_paths": [str(folder / MEDIA_FILES[0]), str(folder / MEDIA_FILES[1])]
-                if completed
-                else [],
-                "image_paths": [],
+                "video_paths": [str(folder / p) for p in (MP4, HLS, *VIDEOS)] if completed else [],
+                "image_paths": [str(folder / p) for p in IMAGES] if completed else [],
+                "audio_paths": [str(folder / MUSIC)] if completed else [],
                 "error": "no face found in portrait.png" if status == "Failed" else None,
                 "created_at": now - timedelta(seconds=rng.uniform(0, 90 * 86400)),
                 "generated_at": now if completed else None,

@@ -6,7 +6,7 @@ the user's partition; no deprecated event-log APIs) and returns plain dicts keye
 ``request_id`` each materialization carries in its metadata, e.g.::
 
     {"3f0c…": {"script": {"script": "Hello there.", "segment_count": 1, ...},
-               "stitched_mp4": {"duration_s": 1.42, "path": "/…/talking_head.mp4", ...},
+               "stitched_mp4": {"duration_s": 1.42, "file": "/…/talking_head.mp4", ...},
                "hls": {"playlist": "/…/hls/index.m3u8", ...}}}
 
 Reads are cached with ``st.cache_data`` (TTL :data:`CACHE_TTL_S`, at most

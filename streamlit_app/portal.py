@@ -15,9 +15,11 @@ from typing import Any
 import streamlit as st
 
 from avgen_dagster.auth import AuthResult
+from avgen_dagster.backends.music import GENRES as MUSIC_GENRES
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.intake import NewRequest, submit_request
 from avgen_dagster.media_server import media_url
+from avgen_dagster.options import RequestOptions
 from avgen_dagster.settings import Settings, get_settings, secret_key
 from avgen_dagster.store.models import GenerationRequest, RequestStatus
 from avgen_dagster.store.requests import list_requests, log_view
@@ -105,6 +107,7 @@ class GalleryItem:
     options: dict[str, Any] = field(default_factory=dict)
     video_paths: list[str] = field(default_factory=list)
     image_paths: list[str] = field(default_factory=list)
+    audio_paths: list[str] = field(default_factory=list)
 
 
 def _item(req: GenerationRequest) -> GalleryItem:
@@ -118,6 +121,7 @@ def _item(req: GenerationRequest) -> GalleryItem:
         options=dict(req.options or {}),
         video_paths=list(req.video_paths or []),
         image_paths=list(req.image_paths or []),
+        audio_paths=list(getattr(req, "audio_paths", None) or []),
     )
 
 
@@ -179,7 +183,8 @@ def is_pending(status: str) -> bool:
 MODE_PROMPT = "Write it from my prompt"
 MODE_SCRIPT = "Use my own script"
 PORTRAIT_TYPES = ("png", "jpg", "jpeg", "webp")
-GENRES = ("ambient", "lofi", "rock", "electronic", "jazz", "classical", "pop")
+GENRES: tuple[str, ...] = tuple(MUSIC_GENRES)
+OPTION_DEFAULTS = RequestOptions()
 
 
 @st.cache_data(show_spinner=False)
@@ -208,8 +213,8 @@ class RequestForm:
     portrait: bytes | None
     portrait_name: str
     genre: str
-    music_duration_s: int
-    clip_duration_s: int
+    music_duration_s: float
+    clip_duration_s: float
     image_count: int
     clip_count: int
     notify_date: date | None
@@ -244,7 +249,8 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
     """Validate the form and queue the request through :func:`submit_request`; return its id.
 
     Options stored: ``genre``, ``music_duration_s``, ``clip_duration_s`` (seconds),
-    ``image_count``, ``clip_count``. The portrait's type, size and face are checked by intake.
+    ``image_count``, ``clip_count`` (limits: :class:`avgen_dagster.options.RequestOptions`,
+    enforced by intake). The portrait's type, size and face are checked by intake.
 
     Raises:
         InvalidInputError / NoFaceError: with a user-readable message; nothing is stored.
@@ -267,8 +273,8 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
         portrait_name=form.portrait_name or "portrait",
         options={
             "genre": form.genre,
-            "music_duration_s": int(form.music_duration_s),
-            "clip_duration_s": int(form.clip_duration_s),
+            "music_duration_s": float(form.music_duration_s),
+            "clip_duration_s": float(form.clip_duration_s),
             "image_count": int(form.image_count),
             "clip_count": int(form.clip_count),
         },

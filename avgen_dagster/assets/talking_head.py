@@ -116,7 +116,7 @@ def request(
             "portrait": dg.MetadataValue.path(snapshot.portrait_path),
             "portrait_size": f"{portrait.shape[1]}x{portrait.shape[0]}",
             "options": dg.MetadataValue.json(snapshot.options),
-            "path": dg.MetadataValue.path(str(out)),
+            "file": dg.MetadataValue.path(str(out)),
         },
     )
 
@@ -168,7 +168,7 @@ def script(
             "segment_count": len(segments),
             "word_count": len(text.split()),
             "backend": writer.name,
-            "path": dg.MetadataValue.path(str(folder / "script.txt")),
+            "file": dg.MetadataValue.path(str(folder / "script.txt")),
         },
     )
 
@@ -281,6 +281,7 @@ def normalized_audio(
     partitions_def=user_partitions,
     group_name=GROUP,
     kinds={"mediapipe", "python"},
+    pool="gpu",
     description=(
         "One MP4 per segment: the portrait's mouth driven by that segment's normalised audio "
         "(landmark animation by default), 25 fps, with the audio."
@@ -399,7 +400,7 @@ def stitched_mp4(
         value=manifest,
         metadata={
             "request_id": request.request_id,
-            "path": dg.MetadataValue.path(str(out)),
+            "file": dg.MetadataValue.path(str(out)),
             "duration_s": dg.MetadataValue.float(round(info.duration_s, 3)),
             "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
             "audio_duration_s": dg.MetadataValue.float(round(manifest.audio_duration_s, 3)),

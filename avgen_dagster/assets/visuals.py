@@ -135,7 +135,7 @@ def music(
     composition = getattr(generator, "last_composition", None)
     metadata: dict[str, dg.RawMetadataValue] = {
         "request_id": request.request_id,
-        "path": dg.MetadataValue.path(str(wav)),
+        "file": dg.MetadataValue.path(str(wav)),
         "compressed_path": dg.MetadataValue.path(str(m4a)),
         "genre": opts.genre,
         "duration_s": dg.MetadataValue.float(round(duration, 3)),
@@ -261,7 +261,7 @@ def music_video(
         value=MusicVideoManifest(request.request_id, str(result.path), result.duration_s),
         metadata={
             "request_id": request.request_id,
-            "path": dg.MetadataValue.path(str(result.path)),
+            "file": dg.MetadataValue.path(str(result.path)),
             "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
             "music_duration_s": dg.MetadataValue.float(round(result.music_duration_s, 3)),
             "clips_used": result.clips_used,

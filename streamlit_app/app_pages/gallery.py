@@ -38,7 +38,7 @@ def _path_in(item: portal.GalleryItem, path: str | None) -> str | None:
 def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
     rid = item.request_id
     mp4_meta = assets.get("stitched_mp4", {})
-    mp4 = _path_in(item, mp4_meta.get("path")) or _path_in(item, portal.MP4_IN_REQUEST)
+    mp4 = _path_in(item, mp4_meta.get("file")) or _path_in(item, portal.MP4_IN_REQUEST)
     if mp4 is None:
         mp4 = next(
             (rel for p in item.video_paths if p.endswith(".mp4") and (rel := _path_in(item, p))),
@@ -79,23 +79,32 @@ def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
             cols[n % 4].image(portal.signed_url(user_id, rid, rel), width="stretch")
             views.append((rid, f"image:{rel}"))
 
-    extra_videos = [
+    # Other videos: the music video first, then the clips (paths recorded by their assets).
+    extra = [
         rel
         for p in item.video_paths
         if p.endswith(".mp4") and (rel := _path_in(item, p)) and rel != mp4
     ]
-    if extra_videos:
+    extra.sort(key=lambda rel: (not rel.startswith("music_video/"), rel))
+    if extra:
         st.markdown("**Videos**")
-        cols = st.columns(2)
-        for n, rel in enumerate(extra_videos):
-            cols[n % 2].video(portal.signed_url(user_id, rid, rel))
+        cols = st.columns(3)
+        for n, rel in enumerate(extra):
+            with cols[n % 3]:
+                st.video(portal.signed_url(user_id, rid, rel))
+                label = "Music video" if rel.startswith("music_video/") else f"Clip {n}"
+                st.caption(label)
             views.append((rid, f"video:{rel}"))
 
-    music_meta = assets.get("music", {})
-    music = _path_in(item, music_meta.get("path"))
-    if music is not None:
+    # Music: the AAC file browsers play everywhere, else the WAV.
+    audio = [rel for p in item.audio_paths if (rel := _path_in(item, p))]
+    audio.sort(key=lambda rel: not rel.endswith(".m4a"))
+    if audio:
+        music = assets.get("music", {})
         st.markdown("**Music**")
-        st.audio(portal.signed_url(user_id, rid, music))
+        st.audio(portal.signed_url(user_id, rid, audio[0]))
+        if music.get("genre") and music.get("duration_s"):
+            st.caption(f"{str(music['genre']).title()} · {float(music['duration_s']):.0f} s")
         views.append((rid, "music"))
 
 

@@ -8,6 +8,7 @@ import portal
 import streamlit as st
 
 from avgen_dagster.errors import AvgenError
+from avgen_dagster.options import MAX_CLIP_DURATION_S, MAX_MUSIC_DURATION_S
 from avgen_dagster.store.models import User
 
 user_id = portal.current_user()
@@ -38,13 +39,22 @@ with st.form("new_request"):
         "Portrait photo (one face, PNG, JPEG or WebP, up to 10 MB)",
         type=list(portal.PORTRAIT_TYPES),
     )
+    opts = portal.OPTION_DEFAULTS
     col1, col2 = st.columns(2)
-    genre = col1.selectbox("Music genre", portal.GENRES, key="genre")
-    music_s = col2.number_input("Music length (seconds)", 5, 300, 30, step=5, key="music_s")
+    genre = col1.selectbox(
+        "Music genre", portal.GENRES, index=portal.GENRES.index(opts.genre), key="genre"
+    )
+    music_s = col2.number_input(
+        "Music length (seconds)", 5, int(MAX_MUSIC_DURATION_S), int(opts.music_duration_s),
+        step=5, key="music_s",
+    )  # fmt: skip
     col1, col2, col3 = st.columns(3)
-    image_count = col1.number_input("Images", 0, 12, 4, key="image_count")
-    clip_count = col2.number_input("Video clips", 0, 8, 2, key="clip_count")
-    clip_s = col3.number_input("Clip length (seconds)", 2, 20, 5, key="clip_s")
+    image_count = col1.number_input("Images", 1, 20, opts.image_count, key="image_count")
+    clip_count = col2.number_input("Video clips", 1, 20, opts.clip_count, key="clip_count")
+    clip_s = col3.number_input(
+        "Clip length (seconds)", 1, int(MAX_CLIP_DURATION_S), int(opts.clip_duration_s),
+        key="clip_s",
+    )  # fmt: skip
     st.markdown("**Notify me** (leave the date empty to be told as soon as it is ready)")
     col3, col4, col5 = st.columns(3)
     notify_date = col3.date_input(
@@ -68,8 +78,8 @@ if submitted:
         portrait=upload.getvalue() if upload is not None else None,
         portrait_name=upload.name if upload is not None else "",
         genre=genre,
-        music_duration_s=int(music_s),
-        clip_duration_s=int(clip_s),
+        music_duration_s=float(music_s),
+        clip_duration_s=float(clip_s),
         image_count=int(image_count),
         clip_count=int(clip_count),
         notify_date=notify_date,

@@ -1,8 +1,9 @@
 """Fixtures of the portal tests: one generated world per session, isolated env per test.
 
-The world is real: ``run_generation`` runs the talking-head job once for ``demo`` and once for
-``bob`` (a few seconds each on the embedded backends), so the gallery shows a real MP4 and HLS
-stream and the Dagster catalog holds real materializations. Tests that change the database use
+The world is real: ``run_generation`` runs the generation job once for ``demo`` and once for
+``bob`` (a few seconds each on the embedded backends, small options), so the gallery shows a
+real MP4, HLS stream, images, clips and music, and the Dagster catalog holds real
+materializations. Tests that change the database use
 their own user ids, so the shared world stays as described here.
 """
 
@@ -30,6 +31,14 @@ if str(APP_DIR) not in sys.path:  # the portal's own modules (portal, catalog) a
 SECRET = "portal-tests-secret-key-0123456789"
 DEMO_CODE = "DEMO-CODE-2345-6789"
 BOB_CODE = "BOBS-CODE-2345-6789"
+# A small but complete package: talking head, 2 images, 1 clip, 2 s of music, a music video.
+WORLD_OPTIONS = {
+    "image_count": 2,
+    "clip_count": 1,
+    "clip_duration_s": 1.0,
+    "music_duration_s": 2.0,
+    "image_size": 128,
+}
 BOB_FAILURE = "no face found in portrait.png: use a photo with one clearly visible face"
 
 
@@ -87,7 +96,7 @@ def portal_world(tmp_path_factory: pytest.TempPathFactory) -> PortalWorld:
                 prompt=None,
                 script="Hello there.",
                 portrait=SAMPLE_PORTRAIT,
-                options={},
+                options=WORLD_OPTIONS,
             )
             assert out["status"] == RequestStatus.COMPLETED.value, out["error"]
             done[user] = out["request_id"]

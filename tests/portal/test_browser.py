@@ -106,7 +106,7 @@ def test_gallery_plays_the_demo_video_in_chromium(world: PortalWorld, tmp_path: 
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": 1500})
             page.goto(portal_url, wait_until="domcontentloaded")
             page.get_by_label("User id").fill("demo", timeout=60_000)
             page.get_by_label("Access code").fill(DEMO_CODE)
@@ -124,12 +124,23 @@ def test_gallery_plays_the_demo_video_in_chromium(world: PortalWorld, tmp_path: 
                 " error: v.error ? v.error.code + ' ' + v.error.message : null }; }"
             )
             page.get_by_text("Hello there.").first.wait_for(state="attached", timeout=10_000)
+            # The images of the package load from the media server too.
+            page.wait_for_function(
+                f"() => {{ const imgs = [...document.images].filter("
+                f"i => i.src.startsWith('http://127.0.0.1:{media_port}/media/'));"
+                " return imgs.length === 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+                timeout=30_000,
+            )
             # For the screenshot: wait for a decoded frame (readyState 2) if one comes.
             with contextlib.suppress(PlaywrightTimeout):
                 page.wait_for_function(
                     "() => document.querySelector('video').readyState >= 2", timeout=15_000
                 )
-            page.screenshot(path=str(shot), full_page=True)
+            with contextlib.suppress(PlaywrightTimeout):  # the script run has finished
+                page.locator('[data-testid="stStatusWidget"]').wait_for(
+                    state="detached", timeout=10_000
+                )
+            page.screenshot(path=str(shot))
         finally:
             browser.close()
     assert state["error"] is None, state

@@ -39,12 +39,23 @@ def test_completed_request_shows_video_hls_and_script(world: PortalWorld) -> Non
     text = rendered(at)
     urls = MEDIA_URL.findall(text)
     paths = sorted({path for _, path in urls})
-    assert paths == ["hls/index.m3u8", "stitched_mp4/talking_head.mp4"]
+    assert paths == [
+        "hls/index.m3u8",
+        "images/image_00.png",
+        "images/image_01.png",
+        "music/music.m4a",
+        "music_video/music_video.mp4",
+        "stitched_mp4/talking_head.mp4",
+        "video_clips/clip_00.mp4",
+    ]
     for token, path in urls:  # each URL resolves, on the server side, to demo's real file
         target = resolve_media_path(world.content, token, path, SECRET)
         assert target == world.content / "demo" / world.demo_completed / path
     assert "Hello there." in [m.value for m in at.markdown]  # the script, from the catalog
-    assert any("Talking head · " in c.value for c in at.caption)
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Talking head · ") for c in captions)
+    assert "Music video" in captions and "Clip 1" in captions
+    assert "Ambient · 2 s" in captions  # genre and length from the catalog
     assert PROCESSING not in text and not at.error
 
 
@@ -80,9 +91,19 @@ def test_views_are_logged_once_per_session_and_item(world: PortalWorld) -> None:
     at.run()  # a rerun in the same session logs nothing new
     logged = _views(world, "demo")[before:]
     rid = world.demo_completed
-    assert sorted(logged) == [(rid, "hls"), (rid, "script"), (rid, "video")]
+    assert sorted(item for _, item in logged) == [
+        "hls",
+        "image:images/image_00.png",
+        "image:images/image_01.png",
+        "music",
+        "script",
+        "video",
+        "video:music_video/music_video.mp4",
+        "video:video_clips/clip_00.mp4",
+    ]
+    assert {r for r, _ in logged} == {rid}
     _gallery("demo")  # a new session is a new view
-    assert len(_views(world, "demo")) == before + 6
+    assert len(_views(world, "demo")) == before + 2 * len(logged)
     assert all(rid != world.demo_completed for rid, _ in _views(world, "bob"))
 
 
@@ -98,3 +119,23 @@ def test_catalog_reads_the_users_partition_only(world: PortalWorld) -> None:
     assert catalog.read_catalog(instance, "demo", ["0" * 32]) == {}
     # The cached adapter returns the same plain data.
     assert catalog.request_catalog("demo", [world.demo_completed]) == demo
+
+
+def test_earlier_requests_stay_listed(world: PortalWorld) -> None:
+    from avgen_dagster.store.requests import create_request
+
+    with AppDatabase(world.db_url).session() as s:
+        ids = [
+            create_request(
+                s, user_id="many", prompt=f"prompt {n}", script=None, portrait_path=None
+            ).request_id
+            for n in range(23)
+        ]
+    at = _gallery("many")
+    shown = [c.value for c in at.caption if "· id `" in c.value]
+    assert len(shown) == 20 and ids[-1] in shown[0] and ids[3] in shown[-1]  # newest first
+    at.button[0].click()  # "Show older requests"
+    at.run()
+    shown = [c.value for c in at.caption if "· id `" in c.value]
+    assert len(shown) == 23 and ids[0] in shown[-1]
+    assert not at.button  # nothing older left

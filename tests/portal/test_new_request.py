@@ -68,13 +68,14 @@ def test_request_with_uploaded_portrait_is_stored_queued(world: PortalWorld) -> 
     assert "queued and will start shortly" in at.success[0].value
     assert req.status == "Queued"
     assert req.script == "Hello, and welcome to the team." and req.prompt is None
-    assert req.options == {
+    expected = {
         "genre": "jazz",
         "music_duration_s": 45,
         "clip_duration_s": 6,
         "image_count": 3,
         "clip_count": 1,
     }
+    assert {key: req.options[key] for key in expected} == expected
     berlin = datetime.combine(day, time(9, 30), tzinfo=ZoneInfo("Europe/Berlin"))
     assert req.notify_at == berlin.astimezone(UTC)
     assert req.notify_at.hour in (7, 8)  # 09:30 CEST / CET
