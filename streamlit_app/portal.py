@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
+from sqlalchemy import select
 
 from avgen_dagster.auth import AuthResult
 from avgen_dagster.backends.music import GENRES as MUSIC_GENRES
@@ -21,7 +22,12 @@ from avgen_dagster.intake import NewRequest, submit_request
 from avgen_dagster.media_server import media_url
 from avgen_dagster.options import RequestOptions
 from avgen_dagster.settings import Settings, get_settings, secret_key
-from avgen_dagster.store.models import GenerationRequest, RequestStatus
+from avgen_dagster.store.models import (
+    GenerationRequest,
+    Notification,
+    NotificationStatus,
+    RequestStatus,
+)
 from avgen_dagster.store.requests import list_requests, log_view
 from avgen_dagster.store.session import AppDatabase
 
@@ -108,9 +114,22 @@ class GalleryItem:
     video_paths: list[str] = field(default_factory=list)
     image_paths: list[str] = field(default_factory=list)
     audio_paths: list[str] = field(default_factory=list)
+    notification: str | None = None
+    notification_failed: bool = False
 
 
-def _item(req: GenerationRequest) -> GalleryItem:
+def _notification_text(note: Notification | None) -> tuple[str | None, bool]:
+    if note is None:
+        return None, False
+    if note.status == NotificationStatus.SENT.value and note.sent_at is not None:
+        return f"Notification sent {note.sent_at.strftime('%Y-%m-%d %H:%M UTC')}", False
+    if note.status == NotificationStatus.FAILED.value:
+        return f"Notification could not be sent: {note.last_error or 'no reason recorded'}", True
+    return "Notification pending", False
+
+
+def _item(req: GenerationRequest, note: Notification | None = None) -> GalleryItem:
+    text, failed = _notification_text(note)
     return GalleryItem(
         request_id=req.request_id,
         status=req.status,
@@ -122,6 +141,8 @@ def _item(req: GenerationRequest) -> GalleryItem:
         video_paths=list(req.video_paths or []),
         image_paths=list(req.image_paths or []),
         audio_paths=list(getattr(req, "audio_paths", None) or []),
+        notification=text,
+        notification_failed=failed,
     )
 
 
@@ -129,7 +150,13 @@ def gallery_items(db: AppDatabase, user_id: str, limit: int) -> tuple[list[Galle
     """The user's newest ``limit`` requests, and whether older ones exist (one indexed query)."""
     with db.session() as s:
         rows = list_requests(s, user_id, limit=limit + 1)
-        return [_item(r) for r in rows[:limit]], len(rows) > limit
+        shown = rows[:limit]
+        ids = [r.request_id for r in shown]
+        notes = {
+            n.request_id: n
+            for n in s.scalars(select(Notification).where(Notification.request_id.in_(ids)))
+        }
+        return [_item(r, notes.get(r.request_id)) for r in shown], len(rows) > limit
 
 
 def relative_in_request(user_id: str, request_id: str, path: str | None) -> str | None:

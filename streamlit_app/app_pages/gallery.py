@@ -119,6 +119,10 @@ for item in items:
             st.error(f"This request failed: {item.error or 'no reason was recorded'}")
         elif item.status == RequestStatus.COMPLETED.value:
             _show_completed(item, meta.get(item.request_id, {}))
+            if item.notification_failed:
+                st.warning(item.notification)
+            elif item.notification:
+                st.caption(item.notification)
 
 if more and st.button("Show older requests"):
     st.session_state[portal.GALLERY_LIMIT_KEY] = limit + portal.GALLERY_PAGE_SIZE
