@@ -211,7 +211,7 @@ def main() -> None:
         print(
             f"{minutes:g} min 720p driving video ({path}): peak RSS {info['peak_rss_mb']:.0f} MB, "
             f"wall {info['wall_s']:.1f} s ({info['frames'] / info['wall_s']:.1f} frames/s), "
-            f"{info['frames']} frames, {info['face_frames']} lip-synced, "
+            f"{info['frames']} frames, {info['face_frames']} in face segments, "
             f"{info['segments']} segments, face detection {info['detect_ms']:.1f} ms/frame, "
             f"output {info['duration_s']:.3f} s for {info['audio_s']:.3f} s of audio "
             f"(video generated in {gen_s:.0f} s)"
