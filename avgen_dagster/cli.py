@@ -41,6 +41,7 @@ user_app = typer.Typer(help="Portal users: access codes and sign-in links.", no_
 app.add_typer(user_app, name="user")
 
 MAX_SCRIPT_BYTES = 200_000
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
 
@@ -89,6 +90,15 @@ def validate_inputs(
     else:
         assert script_file is not None
         script = validate_script(_read_script_file(script_file))
+    if portrait.suffix.lower() in VIDEO_SUFFIXES:
+        from avgen_dagster.media.probe import probe_media
+
+        if not portrait.is_file():
+            raise InvalidInputError(f"driving video {str(portrait)!r} does not exist")
+        info = probe_media(portrait)
+        if info.video is None:
+            raise InvalidInputError(f"driving video {portrait.name!r} has no video stream")
+        return prompt, script
     image = load_image_rgb(portrait)
     require_face(image, portrait.name)
     return prompt, script
@@ -160,10 +170,26 @@ class _StageProgress:
 @app.command()
 def generate(
     user_id: Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")],
-    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG).")],
+    portrait: Annotated[
+        Path,
+        typer.Option(
+            "--portrait", help="Portrait photo (PNG/JPEG/WebP), or a driving video (MP4/MOV/…)."
+        ),
+    ],
     prompt: Annotated[str | None, typer.Option("--prompt", help="What to talk about.")] = None,
     script_file: Annotated[
         Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
+    ] = None,
+    lipsync: Annotated[
+        str | None,
+        typer.Option("--lipsync", help="landmark (default) or wav2lip (driving videos need it)."),
+    ] = None,
+    wav2lip_checkpoint: Annotated[
+        Path | None,
+        typer.Option("--wav2lip-checkpoint", help="Default: $AVGEN_WAV2LIP_CHECKPOINT."),
+    ] = None,
+    driving_mode: Annotated[
+        str | None, typer.Option("--driving-mode", help="loop (default), pingpong or trim.")
     ] = None,
     target_lufs: Annotated[
         float | None,
@@ -204,7 +230,9 @@ def generate(
             image_count=image_count,
             clip_count=clip_count,
             seed=seed,
+            driving_mode=driving_mode,
         )
+        resources = _lipsync_resources(lipsync, wav2lip_checkpoint, portrait)
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     result = run_generation(
@@ -215,6 +243,7 @@ def generate(
         options=options,
         show_progress=True,
         job_name="talking_head_job" if talking_head_only else "generation_job",
+        resources=resources,
     )
     if as_json:
         typer.echo(json.dumps(result))
@@ -231,6 +260,27 @@ def generate(
                 )
     if result["status"] != "Completed":
         raise _fail(f"generation failed: {result['error']}", EXIT_RUN_FAILED)
+
+
+def _lipsync_resources(
+    lipsync: str | None, checkpoint: Path | None, portrait: Path
+) -> dict[str, Any] | None:
+    """Resource overrides for the chosen lip-sync backend; the model is loaded (and a missing
+    or wrong checkpoint reported) before anything is recorded."""
+    from avgen_dagster.resources import LipsyncBackendResource
+
+    backend = lipsync or ("wav2lip" if checkpoint else "landmark")
+    if backend not in {"landmark", "wav2lip"}:
+        raise InvalidInputError(f"--lipsync {lipsync!r}: choose landmark or wav2lip")
+    if backend == "landmark":
+        if portrait.suffix.lower() in VIDEO_SUFFIXES:
+            raise InvalidInputError("a driving video needs --lipsync wav2lip (and a checkpoint)")
+        return None
+    resource = LipsyncBackendResource(
+        backend="wav2lip", checkpoint=str(checkpoint) if checkpoint else None
+    )
+    resource.lipsync()  # fails fast: BackendError names the missing or wrong checkpoint
+    return {"lipsync_backend": resource}
 
 
 def _options(
@@ -294,16 +344,17 @@ def run_generation(
     if instance is None:
         _ensure_dagster_home(settings)
         instance = dg.DagsterInstance.get()
-    defs = build_definitions()
-    if resources:
-        defs = dg.Definitions.merge(defs, dg.Definitions(resources=resources))
+    defs = build_definitions(resources)
     db_resource: AppDatabaseResource = (resources or {}).get("app_db", AppDatabaseResource())
     content: ContentStore = (resources or {}).get("content", ContentStore())
     db = db_resource.get()
 
     request_id = new_request_id()
     stored_portrait = (
-        content.request_dir(user_id, request_id) / "input" / f"portrait{portrait.suffix.lower()}"
+        content.request_dir(user_id, request_id)
+        / "input"
+        / f"{'driving' if portrait.suffix.lower() in VIDEO_SUFFIXES else 'portrait'}"
+        f"{portrait.suffix.lower()}"
     )
     with atomic_path(stored_portrait) as tmp:
         shutil.copyfile(portrait, tmp)

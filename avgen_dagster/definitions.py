@@ -39,14 +39,15 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
     }
 
 
-def build_definitions() -> dg.Definitions:
-    """avgen's Dagster definitions with the embedded-default resources."""
+def build_definitions(resources: dict[str, object] | None = None) -> dg.Definitions:
+    """avgen's Dagster definitions: the embedded-default resources, with ``resources``
+    replacing any of them by key."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules([talking_head, visuals, records]),
         asset_checks=talking_head_checks,
         jobs=[generation_job, talking_head_job, notify_job],
         sensors=[request_sensor, notification_sensor, request_failure_sensor],
-        resources=default_resources(),
+        resources={**default_resources(), **(resources or {})},
     )
 
 

@@ -7,7 +7,7 @@ the option.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -32,6 +32,9 @@ class RequestOptions(BaseModel):
     target_lufs: float | None = Field(default=None, ge=-40.0, le=-5.0)
     crossfade_s: float | None = Field(default=None, ge=0.0, le=2.0)
     max_words: int | None = Field(default=None, ge=10, le=600)
+    driving_mode: Literal["loop", "pingpong", "trim"] = Field(
+        default="loop", description="How a driving video is fitted to the narration's length."
+    )
 
     @field_validator("genre")
     @classmethod

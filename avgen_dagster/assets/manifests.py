@@ -74,6 +74,7 @@ class SegmentsManifest:
     segments: list[VideoSegment]
     fps: float
     backend: str
+    audio: str | None = None  # one WAV for all segments (driving video), else one per clip
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,14 @@ DEFAULT_MAX_WORDS = 160  # ≈ 45 s of narration: Piper speaks ~200-230 words pe
 PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+
+
+def is_driving_video(path: Path) -> bool:
+    """Whether the request's face source is a driving video (by suffix) rather than a still."""
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -103,8 +111,18 @@ def request(
             portrait_path=req.portrait_path or "",
             options=dict(req.options or {}),
         )
-    portrait = load_image_rgb(Path(snapshot.portrait_path))
-    require_face(portrait, Path(snapshot.portrait_path).name)
+    source = Path(snapshot.portrait_path)
+    if is_driving_video(source):
+        from avgen_dagster.media.probe import probe_media
+
+        info = probe_media(source)  # MediaError names a corrupt or missing file
+        if info.video is None:
+            raise InvalidInputError(f"driving video {source.name} has no video stream")
+        size = (info.video.width, info.video.height)
+    else:
+        portrait = load_image_rgb(source)
+        require_face(portrait, source.name)
+        size = (portrait.shape[1], portrait.shape[0])
     out = content.asset_dir(user_id, snapshot.request_id, "request") / "request.json"
     _write_text(out, json.dumps(asdict(snapshot), indent=2))
     return dg.MaterializeResult(
@@ -114,7 +132,8 @@ def request(
             "source": "script" if snapshot.script is not None else "prompt",
             "prompt": dg.MetadataValue.md(snapshot.prompt or "_(user's own script)_"),
             "portrait": dg.MetadataValue.path(snapshot.portrait_path),
-            "portrait_size": f"{portrait.shape[1]}x{portrait.shape[0]}",
+            "portrait_size": f"{size[0]}x{size[1]}",
+            "driving_video": is_driving_video(source),
             "options": dg.MetadataValue.json(snapshot.options),
             "file": dg.MetadataValue.path(str(out)),
         },
@@ -301,6 +320,8 @@ def lipsync_segments(
     from avgen_dagster.media.video_io import encode_segment_mp4
 
     backend = lipsync_backend.lipsync()
+    if is_driving_video(Path(request.portrait_path)):
+        return _lipsync_driving_video(context, normalized_audio, request, backend, content)
     portrait = load_image_rgb(Path(request.portrait_path))
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
     segments: list[VideoSegment] = []
@@ -348,6 +369,60 @@ def lipsync_segments(
     )
 
 
+def _lipsync_driving_video(
+    context: dg.AssetExecutionContext,
+    normalized_audio: AudioManifest,
+    request: RequestSnapshot,
+    backend: object,
+    content: ContentStore,
+) -> dg.MaterializeResult:
+    """A driving video is continuous: lip-sync it once to the whole narration (the clips
+    joined end to end) instead of restarting it for every segment."""
+    from avgen_dagster.media.audio_io import read_wav, write_wav
+    from avgen_dagster.options import parse_options
+
+    if not hasattr(backend, "animate_video"):
+        raise InvalidInputError(
+            f"a driving video needs a lip-sync backend that handles video (wav2lip); "
+            f"{getattr(backend, 'name', backend)!r} animates still portraits only"
+        )
+    clips = [read_wav(Path(c.path)) for c in normalized_audio.clips]
+    rate = clips[0][1]
+    audio = np.concatenate([samples for samples, _ in clips])
+    folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
+    narration = write_wav(folder / "narration.wav", audio, rate)
+    mode = parse_options(request.options).driving_mode
+    result = backend.animate_video(  # type: ignore[attr-defined]
+        Path(request.portrait_path), audio, rate, folder / "segment_000.mp4", mode=mode
+    )
+    context.log.info(
+        f"driving video: {result.n_frames} frames at {float(result.fps):.3f} fps, "
+        f"{result.face_frames} lip-synced, {len(result.segments)} face/no-face segments"
+    )
+    return dg.MaterializeResult(
+        value=SegmentsManifest(
+            request_id=request.request_id,
+            segments=[VideoSegment(str(result.output), result.duration_s, result.n_frames)],
+            fps=float(result.fps),
+            backend=getattr(backend, "name", "wav2lip"),
+            audio=str(narration),
+        ),
+        metadata={
+            "request_id": request.request_id,
+            "segment_count": 1,
+            "frames": result.n_frames,
+            "face_frames": result.face_frames,
+            "driving_segments": dg.MetadataValue.json(
+                [[s.start, s.stop, s.face] for s in result.segments]
+            ),
+            "mode": mode,
+            "fps": float(result.fps),
+            "total_duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
+            "backend": getattr(backend, "name", "wav2lip"),
+        },
+    )
+
+
 @dg.asset(
     partitions_def=user_partitions,
     group_name=GROUP,
@@ -382,7 +457,9 @@ def stitched_mp4(
         crf=media.crf,
         preset=media.preset,
         # The lossless normalised WAVs, not the segments' AAC: one audio encode, not two.
-        audio=[Path(c.path) for c in normalized_audio.clips],
+        audio=[Path(lipsync_segments.audio)]
+        if lipsync_segments.audio
+        else [Path(c.path) for c in normalized_audio.clips],
     )
     info = probe_media(out)
     audio, sr = read_audio_track(out)

@@ -56,17 +56,34 @@ class SpeechBackendResource(dg.ConfigurableResource):
 
 
 class LipsyncBackendResource(dg.ConfigurableResource):
-    """Animates the portrait's mouth from each segment's audio.
+    """Animates the portrait's (or driving video's) mouth from each segment's audio.
 
-    ``backend="landmark"``: MediaPipe face landmarks + audio-driven warp (embedded default).
+    ``backend="landmark"``: MediaPipe face landmarks + audio-driven warp (embedded default;
+    still portraits only). ``backend="wav2lip"``: Wav2Lip (Prajwal et al. 2020) from a
+    checkpoint (``checkpoint`` or ``AVGEN_WAV2LIP_CHECKPOINT``; a missing or wrong file fails
+    before any work); also lip-syncs driving videos.
     """
 
-    backend: Literal["landmark"] = "landmark"
+    backend: Literal["landmark", "wav2lip"] = "landmark"
     fps: float = Field(default=25.0, gt=0, le=60)
     seed: int = 0
+    checkpoint: str | None = Field(default=None, description="wav2lip.pth / wav2lip_gan.pth")
+    batch_size: int = Field(default=16, ge=1, le=1024)
+    device: str | None = Field(default=None, description="cuda / cpu; None picks CUDA if present")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
 
     def lipsync(self) -> LipsyncBackend:
         """The configured :class:`~avgen_dagster.backends.lipsync.LipsyncBackend`."""
+        if self.backend == "wav2lip":
+            from avgen_dagster.backends.wav2lip.inference import Wav2LipLipsync
+
+            return Wav2LipLipsync(
+                self.checkpoint,
+                fps=self.fps,
+                batch_size=self.batch_size,
+                device=self.device,
+                precision=self.precision,
+            )
         from avgen_dagster.backends.lipsync import LandmarkLipsync
 
         return LandmarkLipsync(fps=self.fps, seed=self.seed)

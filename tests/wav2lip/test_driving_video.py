@@ -5,7 +5,6 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -18,24 +17,12 @@ from avgen_dagster.media.driving_video import (
     segment_faces,
     source_indices,
 )
-from avgen_dagster.media.faces import load_image_rgb
 from avgen_dagster.media.probe import probe_media
 from avgen_dagster.media.video_io import encode_segment_mp4, read_video_frames
 
 from .conftest import synthetic_voice
 
 PORTRAIT = Path(__file__).resolve().parents[2] / "samples" / "portrait.png"
-
-
-@pytest.fixture(scope="module")
-def driving_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """256 px, 25 fps: 20 portrait frames (slow pan), 15 frames without a face, 20 portrait."""
-    small = cv2.resize(load_image_rgb(PORTRAIT), (256, 256), interpolation=cv2.INTER_AREA)
-    noface = np.full_like(small, 120)
-    noface[::8] = 60
-    frames = [np.roll(small, i // 4, axis=1) for i in range(20)] + [noface] * 15 + [small] * 20
-    out = tmp_path_factory.mktemp("drv") / "driving.mp4"
-    return encode_segment_mp4(frames, 25, np.zeros(16000 * 55 // 25, np.float32), 16000, out)
 
 
 def test_segment_faces_hysteresis() -> None:
