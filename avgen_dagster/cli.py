@@ -545,11 +545,14 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head",
 ) -> None:
     """Create or upgrade the app database schema (AVGEN_DATABASE_URL or SQLite)."""
+    from sqlalchemy import make_url
+
     from avgen_dagster.store.session import upgrade_database
 
     url = get_settings().database_url
     upgrade_database(url, revision)
-    typer.echo(f"app database at {url} upgraded to {revision}")
+    shown = make_url(url).render_as_string(hide_password=True)
+    typer.echo(f"app database at {shown} upgraded to {revision}")
 
 
 if __name__ == "__main__":

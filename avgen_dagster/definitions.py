@@ -48,6 +48,9 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         jobs=[generation_job, talking_head_job, notify_job],
         sensors=[request_sensor, notification_sensor, request_failure_sensor],
         resources={**default_resources(), **(resources or {})},
+        # One process per run, not per step: each step would otherwise import torch and
+        # MediaPipe and reload its model (5-8 s a step on two cores); pools still apply.
+        executor=dg.in_process_executor,
     )
 
 

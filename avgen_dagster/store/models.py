@@ -163,7 +163,9 @@ class Notification(Base):
     )
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str | None] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.PENDING.value)
+    status: Mapped[str] = mapped_column(
+        String(16), default=NotificationStatus.PENDING.value, index=True
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     dispatches: Mapped[int] = mapped_column(Integer, default=0)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,171 @@
+"""The app database's migrations and ORM on SQLite and on Postgres (psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.store import AppDatabase
+from avgen_dagster.store.models import Base, RequestStatus
+from avgen_dagster.store.notifications import create_due_notifications, dispatch_due
+from avgen_dagster.store.requests import (
+    get_request,
+    mark_completed,
+    mark_submitted,
+    requests_to_submit,
+)
+from avgen_dagster.store.session import downgrade_database, upgrade_database
+from tests.conftest import SAMPLE_PORTRAIT
+
+HEAD = "0004"
+APP_TABLES = {"users", "generation_requests", "login_attempts", "content_views", "notifications"}
+# Differences between the ORM and the migrated schema that are known and harmless; keep empty.
+# Migration 0003 creates ix_notifications_status but models.Notification.status lacks
+# index=True (reported to the lead: add index=True there, then empty this set).
+KNOWN_DRIFT: set[tuple[str, str]] = set()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty app database URL: a SQLite file, or a fresh database on the throwaway server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    make: Callable[[str], str] = request.getfixturevalue("new_pg_database")
+    server = request.getfixturevalue("postgres")
+    return server.url(make("mig"))
+
+
+def _version(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            if "alembic_version" not in inspect(conn).get_table_names():
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        engine.dispose()
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {c["name"] for c in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_and_downgrade_one_step(db_url: str) -> None:
+    assert _version(db_url) is None
+    upgrade_database(db_url)
+    assert _version(db_url) == HEAD
+    engine = create_engine(db_url)
+    assert set(inspect(engine).get_table_names()) >= APP_TABLES
+    engine.dispose()
+
+    db = AppDatabase(db_url, migrate=False)
+    with db.session() as s:
+        from avgen_dagster.store.requests import create_request
+
+        rid = create_request(
+            s, user_id="mig_user", prompt=None, script="Hello.", portrait_path="/p.png"
+        ).request_id
+        get_request(s, rid).audio_paths = ["/music.wav"]
+    db.engine.dispose()
+
+    downgrade_database(db_url, "-1")
+    assert _version(db_url) == "0003"
+    assert "audio_paths" not in _columns(db_url, "generation_requests")
+    engine = create_engine(db_url)
+    with engine.connect() as conn:  # the row survives the downgrade, without the column
+        row = conn.execute(
+            text("SELECT user_id, script FROM generation_requests WHERE request_id = :r"),
+            {"r": rid},
+        ).one()
+    engine.dispose()
+    assert tuple(row) == ("mig_user", "Hello.")
+
+    upgrade_database(db_url)
+    assert _version(db_url) == HEAD
+    assert "audio_paths" in _columns(db_url, "generation_requests")
+
+
+def test_every_step_down_to_base_and_back(db_url: str) -> None:
+    upgrade_database(db_url)
+    for expected in ["0003", "0002", "0001", None]:
+        downgrade_database(db_url, "-1")
+        assert _version(db_url) == expected
+    engine = create_engine(db_url)
+    assert not APP_TABLES & set(inspect(engine).get_table_names())
+    engine.dispose()
+    upgrade_database(db_url)
+    assert _version(db_url) == HEAD
+
+
+def _describe(diff: object) -> tuple[str, str]:
+    """(operation, object name) of one compare_metadata difference."""
+    if isinstance(diff, tuple):
+        named = next((x for x in diff[1:] if hasattr(x, "name")), None)
+        return (str(diff[0]), str(named.name) if named is not None else repr(diff))
+    return ("modify", repr(diff))  # column changes come as lists of tuples
+
+
+def test_orm_matches_the_migrated_schema(db_url: str) -> None:
+    upgrade_database(db_url)
+    engine = create_engine(db_url)
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(ctx, Base.metadata)
+    engine.dispose()
+    found = {_describe(d) for d in diff}
+    assert found <= KNOWN_DRIFT, diff
+
+
+def test_intake_sensor_queries_and_notifications_on_postgres(
+    postgres, new_pg_database, tmp_path: Path
+) -> None:
+    """The app's real write and query paths, on Postgres through psycopg 3."""
+    url = postgres.url(new_pg_database("orm"))
+    assert url.startswith("postgresql+psycopg://")
+    db = AppDatabase(url)  # migrates
+    notify_at = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    rid = submit_request(
+        db,
+        tmp_path / "content",
+        NewRequest(
+            user_id="pg_user",
+            prompt=None,
+            script="Hello from Postgres.",
+            portrait=SAMPLE_PORTRAIT.read_bytes(),
+            portrait_name="portrait.png",
+            options={"image_count": 1},
+            notify_at=notify_at,
+            email="Someone@Example.com",
+        ),
+    )
+    with db.session() as s:
+        assert [r.request_id for r in requests_to_submit(s)] == [rid]
+        mark_submitted(s, [rid])
+    with db.session() as s:
+        assert requests_to_submit(s) == []
+        req = get_request(s, rid)
+        assert req.status == RequestStatus.PROCESSING.value
+        assert req.notify_at == notify_at and req.notify_at.tzinfo is not None
+        assert req.options["image_count"] == 1
+        mark_completed(s, rid, video_paths=["/v.mp4"], image_paths=["/a.png", "/b.png"])
+    with db.session() as s:
+        req = get_request(s, rid)
+        assert req.video_paths == ["/v.mp4"] and req.image_paths == ["/a.png", "/b.png"]
+        assert req.generated_at is not None and req.generated_at.tzinfo is not None
+        # Not due before its time, due after it; dispatched exactly once.
+        assert create_due_notifications(s, notify_at - timedelta(seconds=1)) == 0
+        assert create_due_notifications(s, notify_at + timedelta(seconds=1)) == 1
+        dispatched = dispatch_due(s, notify_at + timedelta(seconds=2))
+        assert [key for _, key in dispatched] == [f"notify-{rid}-1"]
+        assert dispatch_due(s, notify_at + timedelta(seconds=3)) == []
