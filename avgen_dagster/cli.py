@@ -42,6 +42,43 @@ app.add_typer(user_app, name="user")
 
 MAX_SCRIPT_BYTES = 200_000
 VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+# Options shared by `generate` and `request` (one declaration each).
+UserIdOpt = Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")]
+PortraitOpt = Annotated[
+    Path,
+    typer.Option(
+        "--portrait", help="Portrait photo (PNG/JPEG/WebP), or a driving video (MP4/MOV/…)."
+    ),
+]
+PromptOpt = Annotated[str | None, typer.Option("--prompt", help="What to talk about.")]
+ScriptOpt = Annotated[
+    Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
+]
+TargetLufsOpt = Annotated[
+    float | None,
+    typer.Option("--target-lufs", help="Integrated loudness target, LUFS (default -16)."),
+]
+CrossfadeOpt = Annotated[
+    float | None, typer.Option("--crossfade", help="Cross-fade between segments, seconds.")
+]
+MaxWordsOpt = Annotated[
+    int | None, typer.Option("--max-words", help="Length of an LLM-written narration.")
+]
+GenreOpt = Annotated[str | None, typer.Option("--genre", help="Music genre.")]
+MusicDurationOpt = Annotated[
+    float | None, typer.Option("--music-duration", help="Seconds of music (default 30).")
+]
+ClipDurationOpt = Annotated[
+    float | None, typer.Option("--clip-duration", help="Seconds per clip (default 5).")
+]
+ImagesOpt = Annotated[int | None, typer.Option("--images", help="Images (default 5).")]
+ClipsOpt = Annotated[int | None, typer.Option("--clips", help="Clips (default 5).")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of images/music.")]
+DrivingModeOpt = Annotated[
+    str | None, typer.Option("--driving-mode", help="loop (default), pingpong or trim.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
 EXIT_BAD_INPUT = 2
 EXIT_RUN_FAILED = 1
 
@@ -169,17 +206,10 @@ class _StageProgress:
 
 @app.command()
 def generate(
-    user_id: Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")],
-    portrait: Annotated[
-        Path,
-        typer.Option(
-            "--portrait", help="Portrait photo (PNG/JPEG/WebP), or a driving video (MP4/MOV/…)."
-        ),
-    ],
-    prompt: Annotated[str | None, typer.Option("--prompt", help="What to talk about.")] = None,
-    script_file: Annotated[
-        Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
-    ] = None,
+    user_id: UserIdOpt,
+    portrait: PortraitOpt,
+    prompt: PromptOpt = None,
+    script_file: ScriptOpt = None,
     lipsync: Annotated[
         str | None,
         typer.Option("--lipsync", help="landmark (default) or wav2lip (driving videos need it)."),
@@ -188,33 +218,20 @@ def generate(
         Path | None,
         typer.Option("--wav2lip-checkpoint", help="Default: $AVGEN_WAV2LIP_CHECKPOINT."),
     ] = None,
-    driving_mode: Annotated[
-        str | None, typer.Option("--driving-mode", help="loop (default), pingpong or trim.")
-    ] = None,
-    target_lufs: Annotated[
-        float | None,
-        typer.Option("--target-lufs", help="Integrated loudness target, LUFS (default -16)."),
-    ] = None,
-    crossfade: Annotated[
-        float | None, typer.Option("--crossfade", help="Cross-fade between segments, seconds.")
-    ] = None,
-    max_words: Annotated[
-        int | None, typer.Option("--max-words", help="Length of an LLM-written narration.")
-    ] = None,
-    genre: Annotated[str | None, typer.Option("--genre", help="Music genre.")] = None,
-    music_duration: Annotated[
-        float | None, typer.Option("--music-duration", help="Seconds of music (default 30).")
-    ] = None,
-    clip_duration: Annotated[
-        float | None, typer.Option("--clip-duration", help="Seconds per clip (default 5).")
-    ] = None,
-    image_count: Annotated[int | None, typer.Option("--images", help="Images (default 5).")] = None,
-    clip_count: Annotated[int | None, typer.Option("--clips", help="Clips (default 5).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of images/music.")] = None,
+    driving_mode: DrivingModeOpt = None,
+    target_lufs: TargetLufsOpt = None,
+    crossfade: CrossfadeOpt = None,
+    max_words: MaxWordsOpt = None,
+    genre: GenreOpt = None,
+    music_duration: MusicDurationOpt = None,
+    clip_duration: ClipDurationOpt = None,
+    image_count: ImagesOpt = None,
+    clip_count: ClipsOpt = None,
+    seed: SeedOpt = None,
     talking_head_only: Annotated[
         bool, typer.Option("--talking-head-only", help="Skip images, music and clips.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Record a request and run it now: the talking head plus images, music, clips and a
     music video (``generation_job``), or only the talking head."""
@@ -409,27 +426,25 @@ def run_generation(
 
 @app.command("request")
 def enqueue_request(
-    user_id: Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")],
-    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG).")],
-    prompt: Annotated[str | None, typer.Option("--prompt", help="What to talk about.")] = None,
-    script_file: Annotated[
-        Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
-    ] = None,
+    user_id: UserIdOpt,
+    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG/WebP).")],
+    prompt: PromptOpt = None,
+    script_file: ScriptOpt = None,
     notify_at: Annotated[
         str | None,
         typer.Option("--notify-at", help="ISO 8601 time with offset, e.g. 2026-12-01T09:00+01:00."),
     ] = None,
     email: Annotated[str | None, typer.Option("--email", help="Where to notify.")] = None,
-    target_lufs: Annotated[float | None, typer.Option("--target-lufs")] = None,
-    crossfade: Annotated[float | None, typer.Option("--crossfade")] = None,
-    max_words: Annotated[int | None, typer.Option("--max-words")] = None,
-    genre: Annotated[str | None, typer.Option("--genre", help="Music genre.")] = None,
-    music_duration: Annotated[float | None, typer.Option("--music-duration")] = None,
-    clip_duration: Annotated[float | None, typer.Option("--clip-duration")] = None,
-    image_count: Annotated[int | None, typer.Option("--images")] = None,
-    clip_count: Annotated[int | None, typer.Option("--clips")] = None,
-    seed: Annotated[int | None, typer.Option("--seed")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    target_lufs: TargetLufsOpt = None,
+    crossfade: CrossfadeOpt = None,
+    max_words: MaxWordsOpt = None,
+    genre: GenreOpt = None,
+    music_duration: MusicDurationOpt = None,
+    clip_duration: ClipDurationOpt = None,
+    image_count: ImagesOpt = None,
+    clip_count: ClipsOpt = None,
+    seed: SeedOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Queue a request; the request sensor (``make serve``) picks it up and runs it."""
     from datetime import datetime
