@@ -404,7 +404,7 @@ class Wav2LipLipsync:
         crf: int = 18,
         preset: str = "veryfast",
     ) -> DrivingVideoResult:
-        """Lip-sync a driving video to ``audio`` and encode it (streaming, constant memory).
+        """Lip-sync a driving video to ``audio`` and encode it (streaming, in chunks).
 
         Faces are detected on every frame and grouped into face / no-face segments; face
         segments are lip-synced, no-face segments pass through; the video loops, ping-pongs
