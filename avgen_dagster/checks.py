@@ -7,6 +7,7 @@ import dagster as dg
 from avgen_dagster.assets.manifests import AudioManifest, HlsManifest, VideoManifest
 from avgen_dagster.assets.talking_head import hls, normalized_audio, stitched_mp4
 from avgen_dagster.partitions import user_partitions
+from avgen_dagster.resources import ContentStore
 
 LOUDNESS_TOLERANCE_LU = 0.5  # EBU R128 allows ±0.5 LU around the target for programmes.
 MAX_TRUE_PEAK_DBTP = -1.0  # EBU R128 maximum permitted true peak level.
@@ -78,11 +79,14 @@ def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
     partitions_def=user_partitions,
     description="The HLS playlist follows RFC 8216 / Apple's rules.",
 )
-def hls_playlist_valid(hls: HlsManifest) -> dg.AssetCheckResult:
-    """Passes when :func:`~avgen_dagster.media.hls.validate_hls_playlist` finds no problem."""
+def hls_playlist_valid(hls: HlsManifest, content: ContentStore) -> dg.AssetCheckResult:
+    """Passes when :func:`~avgen_dagster.media.hls.validate_hls_playlist` finds no problem in
+    the published playlist and segments (fetched from the store when it is an object store)."""
     from avgen_dagster.media.hls import validate_hls_playlist
 
-    problems = validate_hls_playlist(Path(hls.playlist))
+    for segment in hls.segments:
+        content.local_file(segment)
+    problems = validate_hls_playlist(content.local_file(hls.playlist))
     return dg.AssetCheckResult(
         passed=not problems,
         metadata={"problems": dg.MetadataValue.json(problems), "playlist": hls.playlist},

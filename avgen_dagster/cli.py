@@ -344,7 +344,8 @@ def run_generation(
 
     Returns:
         ``{"request_id", "user_id", "status", "stitched_mp4", "hls_playlist", "error",
-        "run_id"}`` with absolute paths (None when the run failed).
+        "run_id"}`` with file URIs: absolute paths, or object URLs when the content store
+        is an object store (None when the run failed).
     """
     import dagster as dg
     from dagster._core.utils import make_new_run_id
@@ -368,20 +369,20 @@ def run_generation(
 
     request_id = new_request_id()
     stored_portrait = (
-        content.request_dir(user_id, request_id)
-        / "input"
+        content.asset_dir(user_id, request_id, "input")
         / f"{'driving' if portrait.suffix.lower() in VIDEO_SUFFIXES else 'portrait'}"
         f"{portrait.suffix.lower()}"
     )
     with atomic_path(stored_portrait) as tmp:
         shutil.copyfile(portrait, tmp)
+    (portrait_uri,) = content.publish(stored_portrait)
     with db.session() as s:
         create_request(
             s,
             user_id=user_id,
             prompt=prompt,
             script=script,
-            portrait_path=str(stored_portrait),
+            portrait_path=portrait_uri,
             options=options,
             status=RequestStatus.PROCESSING,
             request_id=request_id,
@@ -470,7 +471,7 @@ def enqueue_request(
         _ensure_dagster_home(settings)
         request_id = submit_request(
             AppDatabase(settings.database_url),
-            settings.content_root,
+            settings.content_tree(),
             NewRequest(
                 user_id=user_id,
                 prompt=prompt,
@@ -552,7 +553,7 @@ def serve_media(
 
     settings = get_settings()
     _ensure_dagster_home(settings)
-    uvicorn.run(create_app(settings.content_root, secret_key(settings)), host=host, port=port)
+    uvicorn.run(create_app(settings.content_tree(), secret_key(settings)), host=host, port=port)
 
 
 @db_app.command("upgrade")

@@ -13,6 +13,7 @@ from avgen_dagster.resources import (
     ContentStore,
     ImageBackendResource,
     LipsyncBackendResource,
+    ManifestIOManager,
     MediaChainResource,
     MusicBackendResource,
     SpeechBackendResource,
@@ -21,11 +22,25 @@ from avgen_dagster.resources import (
 )
 from avgen_dagster.resources.notifier import notifier_from_env
 from avgen_dagster.sensors import notification_sensor, request_failure_sensor, request_sensor
+from avgen_dagster.settings import get_settings
+from avgen_dagster.store.content import is_url
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
-    """The embedded-default resources (paths and URLs from the environment, see settings)."""
+def default_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
+    """The embedded-default resources (paths and URLs from the environment, see settings).
+
+    With an object-store content root (``AVGEN_CONTENT_URL``) asset outputs are kept there too
+    (:class:`ManifestIOManager`), so runs on different machines can load each other's; else
+    Dagster's default file-system IO manager under ``DAGSTER_HOME``.
+    """
+    settings = get_settings()
+    shared_io: dict[str, dg.ConfigurableIOManagerFactory] = {}
+    if settings.content_url and is_url(settings.content_url):
+        shared_io["io_manager"] = ManifestIOManager(
+            base_url=f"{settings.content_url.rstrip('/')}/.dagster-io"
+        )
     return {
+        **shared_io,
         "app_db": AppDatabaseResource(),
         "content": ContentStore(),
         "text_backend": TextBackendResource(),

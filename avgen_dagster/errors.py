@@ -26,3 +26,7 @@ class MediaError(AvgenError):
 
 class BackendError(AvgenError):
     """A generation backend cannot load its model or produce output."""
+
+
+class ContentStoreError(AvgenError):
+    """The content store (local folder or object store) cannot be read or written."""

@@ -2,12 +2,14 @@
 
 Nothing is written unless every input is acceptable: the portrait is decoded, checked for a
 face and re-encoded as PNG (so what is stored is a clean image, whatever was uploaded), then
-saved atomically under ``<content root>/<user_id>/<request_id>/input/``, and the request row
-is inserted Queued for the intake sensor.
+saved atomically under ``<content root>/<user_id>/<request_id>/input/`` (uploaded when the
+content store is an object store), and the request row is inserted Queued for the intake
+sensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +19,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.errors import ContentStoreError, InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.options import parse_options
+from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.models import RequestStatus, new_request_id, utcnow
 from avgen_dagster.store.requests import create_request, ensure_user
 from avgen_dagster.store.session import AppDatabase
@@ -75,8 +78,10 @@ def decode_portrait(data: bytes, name: str) -> np.ndarray:
         raise InvalidInputError(f"portrait {name!r} is not a readable image") from exc
 
 
-def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
+def submit_request(db: AppDatabase, content: ContentTree | Path | str, new: NewRequest) -> str:
     """Validate ``new``, store its portrait and queue it; return the request id.
+
+    ``content`` is the content store (a :class:`ContentTree`, or a local folder).
 
     A ``notify_at`` in the past means "as soon as it is ready" (stored as now, UTC).
 
@@ -103,10 +108,13 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
     require_face(image, new.portrait_name)
 
     request_id = new_request_id()
-    stored = content_root / new.user_id / request_id / "input" / "portrait.png"
+    tree = content if isinstance(content, ContentTree) else ContentTree(content)
+    stored = tree.work_dir(new.user_id, request_id, "input") / "portrait.png"
     with atomic_path(stored) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
+    stored_uri = None
     try:
+        (stored_uri,) = tree.publish(stored)
         with db.session() as s:
             ensure_user(s, new.user_id, email=email)
             create_request(
@@ -114,7 +122,7 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
                 user_id=new.user_id,
                 prompt=prompt,
                 script=script,
-                portrait_path=str(stored),
+                portrait_path=stored_uri,
                 options=options,
                 status=RequestStatus.QUEUED,
                 request_id=request_id,
@@ -123,6 +131,9 @@ def submit_request(db: AppDatabase, content_root: Path, new: NewRequest) -> str:
             )
     except BaseException:
         # The row did not commit: remove the portrait so no orphan folder is left.
+        if stored_uri is not None:
+            with contextlib.suppress(ContentStoreError):  # keep the original error
+                tree.delete(stored_uri)
         stored.unlink(missing_ok=True)
         for folder in (stored.parent, stored.parent.parent):
             if folder.exists() and not any(folder.iterdir()):

@@ -5,7 +5,12 @@ variable               meaning                                default
 =====================  =====================================  ==============================
 ``DAGSTER_HOME``       Dagster's instance folder               ``.dagster_home`` (absolute)
 ``AVGEN_DATABASE_URL`` SQLAlchemy URL of the app database      SQLite ``$DAGSTER_HOME/avgen.db``
-``AVGEN_CONTENT_DIR``  root of generated content               ``generated_content``
+``AVGEN_CONTENT_DIR``  root folder of generated content        ``generated_content``
+``AVGEN_CONTENT_URL``  object store for content instead         unset (use the folder)
+                       (``s3://bucket/prefix``; AWS env for
+                       credentials, ``AWS_ENDPOINT_URL``)
+``AVGEN_CONTENT_CACHE_DIR`` local working copy of the object     ``$DAGSTER_HOME/content_cache``
+                       store
 ``AVGEN_MEDIA_URL``    base URL of the media server            ``http://127.0.0.1:8502``
 ``AVGEN_PORTAL_URL``   base URL of the portal (links in mail)  ``http://127.0.0.1:8501``
 ``AVGEN_SECRET_KEY``   signs sign-in links and media URLs      a key file in DAGSTER_HOME
@@ -16,9 +21,13 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from avgen_dagster.store.content import ContentTree
 
 
 class Settings(BaseSettings):
@@ -34,6 +43,13 @@ class Settings(BaseSettings):
     )
     content_dir: Path = Field(
         default=Path("generated_content"), validation_alias=AliasChoices("AVGEN_CONTENT_DIR")
+    )
+
+    content_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AVGEN_CONTENT_URL")
+    )
+    content_cache_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("AVGEN_CONTENT_CACHE_DIR")
     )
 
     media_url: str = Field(
@@ -52,6 +68,26 @@ class Settings(BaseSettings):
     def content_root(self) -> Path:
         """Absolute root folder of generated content."""
         return self.content_dir.expanduser().resolve()
+
+    @property
+    def content_location(self) -> str:
+        """Where content lives: ``AVGEN_CONTENT_URL`` if set, else the absolute content folder."""
+        return self.content_url or str(self.content_root)
+
+    @property
+    def content_cache_path(self) -> Path:
+        """Absolute local working copy of an object-store content root."""
+        return (
+            (self.content_cache_dir or self.dagster_home_path / "content_cache")
+            .expanduser()
+            .resolve()
+        )
+
+    def content_tree(self) -> ContentTree:
+        """The :class:`~avgen_dagster.store.content.ContentTree` these settings name."""
+        from avgen_dagster.store.content import ContentTree
+
+        return ContentTree(self.content_location, cache_dir=self.content_cache_path)
 
     @property
     def database_url(self) -> str:

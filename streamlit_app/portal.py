@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -22,6 +21,7 @@ from avgen_dagster.intake import NewRequest, submit_request
 from avgen_dagster.media_server import media_url
 from avgen_dagster.options import RequestOptions
 from avgen_dagster.settings import Settings, get_settings, secret_key
+from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.models import (
     GenerationRequest,
     Notification,
@@ -162,20 +162,17 @@ def gallery_items(db: AppDatabase, user_id: str, limit: int) -> tuple[list[Galle
 def relative_in_request(user_id: str, request_id: str, path: str | None) -> str | None:
     """``path`` relative to the request's folder if it is a file inside it, else None.
 
-    This is the gate for anything the browser is given: a path recorded in the database or the
-    catalog that points anywhere else (another request, another user, outside the content root)
-    yields None and is never shown.
+    This is the gate for anything the browser is given: a path or object URI recorded in the
+    database or the catalog that points anywhere else (another request, another user, outside
+    the content store) yields None and is never shown. See
+    :meth:`~avgen_dagster.store.content.ContentTree.relative_in_request`.
     """
-    if not path:
-        return None
-    base = (settings().content_root / user_id / request_id).resolve()
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        candidate = base / candidate
-    target = candidate.resolve()
-    if not target.is_relative_to(base) or target == base or not target.is_file():
-        return None
-    return target.relative_to(base).as_posix()
+    return content_tree().relative_in_request(user_id, request_id, path)
+
+
+def content_tree() -> ContentTree:
+    """The content store of the settings (local folder or object store)."""
+    return settings().content_tree()
 
 
 def signed_url(user_id: str, request_id: str, path_in_request: str) -> str:
@@ -308,4 +305,4 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
         notify_at=notify_at(form),
         email=form.email.strip() or None,
     )
-    return submit_request(db, settings().content_root, new)
+    return submit_request(db, content_tree(), new)

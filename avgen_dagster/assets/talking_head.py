@@ -2,8 +2,9 @@
 → stitched_mp4 → hls, every asset partitioned by ``user_id``.
 
 Each asset is thin: it reads its upstream manifest, calls ``media/`` or a backend, writes its
-files atomically under ``<content root>/<user_id>/<request_id>/<asset>/`` and returns a
-manifest with metadata for the Dagster UI.
+files atomically under ``<content root>/<user_id>/<request_id>/<asset>/``, publishes them
+(uploads, when the content store is an object store) and returns a manifest of file URIs
+(paths on a local store) with metadata for the Dagster UI.
 """
 
 import json
@@ -111,7 +112,8 @@ def request(
             portrait_path=req.portrait_path or "",
             options=dict(req.options or {}),
         )
-    source = Path(snapshot.portrait_path)
+    # The portrait or driving video as stored at intake (a path, or an object-store URI).
+    source = content.local_file(snapshot.portrait_path)
     if is_driving_video(source):
         from avgen_dagster.media.probe import probe_media
 
@@ -125,6 +127,7 @@ def request(
         size = (portrait.shape[1], portrait.shape[0])
     out = content.asset_dir(user_id, snapshot.request_id, "request") / "request.json"
     _write_text(out, json.dumps(asdict(snapshot), indent=2))
+    (out_uri,) = content.publish(out)
     return dg.MaterializeResult(
         value=snapshot,
         metadata={
@@ -135,7 +138,7 @@ def request(
             "portrait_size": f"{size[0]}x{size[1]}",
             "driving_video": is_driving_video(source),
             "options": dg.MetadataValue.json(snapshot.options),
-            "file": dg.MetadataValue.path(str(out)),
+            "file": dg.MetadataValue.path(out_uri),
         },
     )
 
@@ -171,6 +174,8 @@ def script(
     folder = content.asset_dir(request.user_id, request.request_id, "script")
     _write_text(folder / "segments.json", json.dumps(segments, indent=2))
     _write_text(folder / "script.txt", text)
+    content.publish(folder)
+    script_uri = content.uri_of(folder / "script.txt")
     numbered = "\n".join(f"{i + 1}. {seg}" for i, seg in enumerate(segments))
     return dg.MaterializeResult(
         value=ScriptManifest(
@@ -178,7 +183,7 @@ def script(
             text=text,
             segments=segments,
             backend=writer.name,
-            path=str(folder / "script.txt"),
+            path=script_uri,
         ),
         metadata={
             "request_id": request.request_id,
@@ -187,7 +192,7 @@ def script(
             "segment_count": len(segments),
             "word_count": len(text.split()),
             "backend": writer.name,
-            "file": dg.MetadataValue.path(str(folder / "script.txt")),
+            "file": dg.MetadataValue.path(script_uri),
         },
     )
 
@@ -216,8 +221,9 @@ def tts_clips(
         path = folder / f"segment_{i:03d}.wav"
         write_wav(path, samples, synth.sample_rate)
         duration = len(samples) / synth.sample_rate
-        clips.append(AudioClip(str(path), duration, synth.sample_rate))
+        clips.append(AudioClip(content.uri_of(path), duration, synth.sample_rate))
         context.log.info(f"segment {i + 1}/{len(script.segments)}: {duration:.2f} s")
+    content.publish(folder)
     total = sum(c.duration_s for c in clips)
     return dg.MaterializeResult(
         value=AudioManifest(request_id=request.request_id, clips=clips),
@@ -228,7 +234,7 @@ def tts_clips(
             "durations_s": dg.MetadataValue.json([round(c.duration_s, 3) for c in clips]),
             "sample_rate_hz": synth.sample_rate,
             "backend": synth.name,
-            "folder": dg.MetadataValue.path(str(folder)),
+            "folder": dg.MetadataValue.path(content.uri_of(folder)),
         },
     )
 
@@ -256,7 +262,7 @@ def normalized_audio(
     folder = content.asset_dir(request.user_id, request.request_id, "normalized_audio")
     clips: list[AudioClip] = []
     for clip in tts_clips.clips:
-        samples, sr = read_wav(Path(clip.path))
+        samples, sr = read_wav(content.local_file(clip.path))
         result = normalize_loudness(
             samples, sr, target_lufs=target, max_true_peak_dbtp=media.max_true_peak_dbtp
         )
@@ -264,13 +270,14 @@ def normalized_audio(
         write_wav(path, result.samples, sr)
         clips.append(
             AudioClip(
-                str(path),
+                content.uri_of(path),
                 len(result.samples) / sr,
                 sr,
                 integrated_lufs=result.after.integrated_lufs,
                 true_peak_dbtp=result.after.true_peak_dbtp,
             )
         )
+    content.publish(folder)
     lufs = [c.integrated_lufs for c in clips if c.integrated_lufs is not None]
     peaks = [c.true_peak_dbtp for c in clips if c.true_peak_dbtp is not None]
     return dg.MaterializeResult(
@@ -291,7 +298,7 @@ def normalized_audio(
                     for c in clips
                 ]
             ),
-            "folder": dg.MetadataValue.path(str(folder)),
+            "folder": dg.MetadataValue.path(content.uri_of(folder)),
         },
     )
 
@@ -322,12 +329,12 @@ def lipsync_segments(
     backend = lipsync_backend.lipsync()
     if is_driving_video(Path(request.portrait_path)):
         return _lipsync_driving_video(context, normalized_audio, request, backend, content)
-    portrait = load_image_rgb(Path(request.portrait_path))
+    portrait = load_image_rgb(content.local_file(request.portrait_path))
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
     segments: list[VideoSegment] = []
     preview_frame: np.ndarray | None = None
     for i, clip in enumerate(normalized_audio.clips):
-        audio, sr = read_wav(Path(clip.path))
+        audio, sr = read_wav(content.local_file(clip.path))
         frames = 0
 
         def counted(it: Iterator[np.ndarray], first: bool) -> Iterator[np.ndarray]:
@@ -348,8 +355,9 @@ def lipsync_segments(
             path,
             crf=18,
         )
-        segments.append(VideoSegment(str(path), frames / backend.fps, frames))
+        segments.append(VideoSegment(content.uri_of(path), frames / backend.fps, frames))
         context.log.info(f"segment {i + 1}/{len(normalized_audio.clips)}: {frames} frames")
+    content.publish(folder)
     metadata: dict[str, dg.RawMetadataValue] = {
         "request_id": request.request_id,
         "segment_count": len(segments),
@@ -357,7 +365,7 @@ def lipsync_segments(
         "fps": backend.fps,
         "total_duration_s": dg.MetadataValue.float(round(sum(s.duration_s for s in segments), 3)),
         "backend": backend.name,
-        "folder": dg.MetadataValue.path(str(folder)),
+        "folder": dg.MetadataValue.path(content.uri_of(folder)),
     }
     if preview_frame is not None:
         metadata["preview"] = dg.MetadataValue.md(thumbnail_markdown(preview_frame))
@@ -386,15 +394,20 @@ def _lipsync_driving_video(
             f"a driving video needs a lip-sync backend that handles video (wav2lip); "
             f"{getattr(backend, 'name', backend)!r} animates still portraits only"
         )
-    clips = [read_wav(Path(c.path)) for c in normalized_audio.clips]
+    clips = [read_wav(content.local_file(c.path)) for c in normalized_audio.clips]
     rate = clips[0][1]
     audio = np.concatenate([samples for samples, _ in clips])
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
     narration = write_wav(folder / "narration.wav", audio, rate)
     mode = parse_options(request.options).driving_mode
     result = backend.animate_video(  # type: ignore[attr-defined]
-        Path(request.portrait_path), audio, rate, folder / "segment_000.mp4", mode=mode
+        content.local_file(request.portrait_path),
+        audio,
+        rate,
+        folder / "segment_000.mp4",
+        mode=mode,
     )
+    content.publish(folder)
     context.log.info(
         f"driving video: {result.n_frames} frames at {float(result.fps):.3f} fps, "
         f"{result.face_frames} lip-synced, {len(result.segments)} face/no-face segments"
@@ -402,10 +415,12 @@ def _lipsync_driving_video(
     return dg.MaterializeResult(
         value=SegmentsManifest(
             request_id=request.request_id,
-            segments=[VideoSegment(str(result.output), result.duration_s, result.n_frames)],
+            segments=[
+                VideoSegment(content.uri_of(result.output), result.duration_s, result.n_frames)
+            ],
             fps=float(result.fps),
             backend=getattr(backend, "name", "wav2lip"),
-            audio=str(narration),
+            audio=content.uri_of(narration),
         ),
         metadata={
             "request_id": request.request_id,
@@ -449,7 +464,7 @@ def stitched_mp4(
     folder = content.asset_dir(request.user_id, request.request_id, "stitched_mp4")
     out = folder / "talking_head.mp4"
     stitch_segments(
-        [Path(s.path) for s in lipsync_segments.segments],
+        [content.local_file(s.path) for s in lipsync_segments.segments],
         out,
         crossfade_s=crossfade,
         fps=lipsync_segments.fps,
@@ -457,16 +472,17 @@ def stitched_mp4(
         crf=media.crf,
         preset=media.preset,
         # The lossless normalised WAVs, not the segments' AAC: one audio encode, not two.
-        audio=[Path(lipsync_segments.audio)]
+        audio=[content.local_file(lipsync_segments.audio)]
         if lipsync_segments.audio
-        else [Path(c.path) for c in normalized_audio.clips],
+        else [content.local_file(c.path) for c in normalized_audio.clips],
     )
     info = probe_media(out)
     audio, sr = read_audio_track(out)
     loud = measure_loudness(audio, sr)
+    (out_uri,) = content.publish(out)
     manifest = VideoManifest(
         request_id=request.request_id,
-        path=str(out),
+        path=out_uri,
         duration_s=info.duration_s,
         video_duration_s=info.video.duration_s if info.video else 0.0,
         audio_duration_s=info.audio.duration_s if info.audio else 0.0,
@@ -477,7 +493,7 @@ def stitched_mp4(
         value=manifest,
         metadata={
             "request_id": request.request_id,
-            "file": dg.MetadataValue.path(str(out)),
+            "file": dg.MetadataValue.path(out_uri),
             "duration_s": dg.MetadataValue.float(round(info.duration_s, 3)),
             "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
             "audio_duration_s": dg.MetadataValue.float(round(manifest.audio_duration_s, 3)),
@@ -508,17 +524,21 @@ def hls(
     from avgen_dagster.media.hls import export_hls
 
     out_dir = content.request_dir(request.user_id, request.request_id) / "hls"
-    result = export_hls(Path(stitched_mp4.path), out_dir, segment_s=media.hls_segment_s)
+    result = export_hls(
+        content.local_file(stitched_mp4.path), out_dir, segment_s=media.hls_segment_s
+    )
+    content.publish(out_dir)  # segments first, the playlist last
+    playlist = content.uri_of(result.playlist)
     return dg.MaterializeResult(
         value=HlsManifest(
             request_id=request.request_id,
-            playlist=str(result.playlist),
-            segments=[str(p) for p in result.segments],
+            playlist=playlist,
+            segments=[content.uri_of(p) for p in result.segments],
             target_duration_s=result.target_duration_s,
         ),
         metadata={
             "request_id": request.request_id,
-            "playlist": dg.MetadataValue.path(str(result.playlist)),
+            "playlist": dg.MetadataValue.path(playlist),
             "segment_count": len(result.segments),
             "target_duration_s": dg.MetadataValue.float(result.target_duration_s),
             "segment_durations_s": dg.MetadataValue.json(

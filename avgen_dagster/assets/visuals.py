@@ -67,10 +67,11 @@ def images(
         path = folder / f"image_{i:02d}.png"
         with atomic_path(path) as tmp:
             Image.fromarray(rgb).save(tmp, format="PNG")
-        paths.append(str(path))
+        paths.append(content.uri_of(path))
         seeds.append(seed)
         arrays.append(rgb)
         context.log.info(f"image {i + 1}/{opts.image_count} ({rgb.shape[1]}x{rgb.shape[0]})")
+    content.publish(folder)
     with app_db.get().session() as s:
         record_outputs(s, request.request_id, image_paths=paths)
     height, width = arrays[0].shape[:2]
@@ -130,13 +131,15 @@ def music(
     wav = write_wav(folder / "music.wav", result.samples, generator.sample_rate)
     m4a = encode_audio_file(wav, folder / "music.m4a")
     duration = len(result.samples) / generator.sample_rate
+    size_bytes = Path(m4a).stat().st_size
+    wav_uri, m4a_uri = content.publish(wav)[0], content.publish(m4a)[0]
     with app_db.get().session() as s:
-        record_outputs(s, request.request_id, audio_paths=[str(m4a), str(wav)])
+        record_outputs(s, request.request_id, audio_paths=[m4a_uri, wav_uri])
     composition = getattr(generator, "last_composition", None)
     metadata: dict[str, dg.RawMetadataValue] = {
         "request_id": request.request_id,
-        "file": dg.MetadataValue.path(str(wav)),
-        "compressed_path": dg.MetadataValue.path(str(m4a)),
+        "file": dg.MetadataValue.path(wav_uri),
+        "compressed_path": dg.MetadataValue.path(m4a_uri),
         "genre": opts.genre,
         "duration_s": dg.MetadataValue.float(round(duration, 3)),
         "sample_rate_hz": generator.sample_rate,
@@ -145,7 +148,7 @@ def music(
         "seed": opts.seed,
         "backend": generator.name,
         "model": str(getattr(generator, "model", generator.name)),
-        "size_bytes": Path(m4a).stat().st_size,
+        "size_bytes": size_bytes,
     }
     if composition is not None:
         metadata["bpm"] = dg.MetadataValue.float(round(float(composition.bpm), 2))
@@ -153,8 +156,8 @@ def music(
     return dg.MaterializeResult(
         value=MusicManifest(
             request.request_id,
-            str(wav),
-            str(m4a),
+            wav_uri,
+            m4a_uri,
             duration,
             generator.sample_rate,
             opts.genre,
@@ -194,7 +197,7 @@ def video_clips(
     folder = content.asset_dir(request.user_id, request.request_id, "video_clips")
     paths, durations, first_frame = [], [], None
     for i in range(opts.clip_count):
-        image = load_image_rgb(Path(images.paths[i % len(images.paths)]))
+        image = load_image_rgb(content.local_file(images.paths[i % len(images.paths)]))
         if first_frame is None:
             first_frame = image
         out = folder / f"clip_{i:02d}.mp4"
@@ -202,9 +205,10 @@ def video_clips(
             generator, image, _visual_prompt(request), out, duration_s=opts.clip_duration_s,
             seed=opts.seed + i, width=images.width, height=images.height,
         )  # fmt: skip
-        paths.append(str(encoded.path))
+        paths.append(content.uri_of(encoded.path))
         durations.append(encoded.duration_s)
         context.log.info(f"clip {i + 1}/{opts.clip_count}: {encoded.frames} frames")
+    content.publish(folder)
     with app_db.get().session() as s:
         record_outputs(s, request.request_id, video_paths=paths)
     return dg.MaterializeResult(
@@ -250,22 +254,24 @@ def music_video(
 
     folder = content.asset_dir(request.user_id, request.request_id, "music_video")
     result = compose_music_video(
-        [Path(p) for p in video_clips.paths],
-        Path(music.wav),
+        [content.local_file(p) for p in video_clips.paths],
+        content.local_file(music.wav),
         folder / "music_video.mp4",
         fps=video_clips.fps,
     )
+    size_bytes = Path(result.path).stat().st_size
+    (uri,) = content.publish(result.path)
     with app_db.get().session() as s:
-        record_outputs(s, request.request_id, video_paths=[str(result.path)])
+        record_outputs(s, request.request_id, video_paths=[uri])
     return dg.MaterializeResult(
-        value=MusicVideoManifest(request.request_id, str(result.path), result.duration_s),
+        value=MusicVideoManifest(request.request_id, uri, result.duration_s),
         metadata={
             "request_id": request.request_id,
-            "file": dg.MetadataValue.path(str(result.path)),
+            "file": dg.MetadataValue.path(uri),
             "duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
             "music_duration_s": dg.MetadataValue.float(round(result.music_duration_s, 3)),
             "clips_used": result.clips_used,
             "frames": result.video_frames,
-            "size_bytes": Path(result.path).stat().st_size,
+            "size_bytes": size_bytes,
         },
     )

@@ -1,39 +1,106 @@
 """Resources for where avgen keeps things: generated files and the app database."""
 
+import functools
+import pickle
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from avgen_dagster.settings import get_settings
+from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.session import AppDatabase
-from avgen_dagster.validation import validate_request_id, validate_user_id
 
 
 class ContentStore(dg.ConfigurableResource):
-    """Generated content on the local file system: ``<root>/<user_id>/<request_id>/<asset>/``.
+    """Generated content: ``<root>/<user_id>/<request_id>/<asset>/``, in a local folder (the
+    default) or an object store named by URL (``s3://bucket/prefix``), so runs on different
+    machines write where the portal reads.
+
+    Assets write into :meth:`asset_dir` (a local folder: the final one, or the object store's
+    working copy), call :meth:`publish` when their files are complete, and hand URIs
+    (:meth:`uri_of`) downstream; readers turn a URI back into a local file with
+    :meth:`local_file`. See :class:`~avgen_dagster.store.content.ContentTree`.
 
     Ids are validated before they become path parts, so no user input can address a file
     outside ``root``. A new request gets a new folder; older requests are never overwritten.
     """
 
     root: str = Field(
-        default_factory=lambda: str(get_settings().content_root),
-        description="Root folder of generated content (env AVGEN_CONTENT_DIR).",
+        default_factory=lambda: get_settings().content_location,
+        description=(
+            "Content folder, or object-store URL such as s3://bucket/prefix "
+            "(env AVGEN_CONTENT_URL, else AVGEN_CONTENT_DIR)."
+        ),
+    )
+    cache_dir: str = Field(
+        default_factory=lambda: str(get_settings().content_cache_path),
+        description="Local working copy of an object-store root (env AVGEN_CONTENT_CACHE_DIR).",
     )
 
+    def tree(self) -> ContentTree:
+        """The content tree this resource names (one per process, root and cache folder)."""
+        return _tree(self.root, self.cache_dir)
+
     def request_dir(self, user_id: str, request_id: str) -> Path:
-        """Absolute folder of one request's files (not created)."""
-        validate_user_id(user_id)
-        validate_request_id(request_id)
-        return Path(self.root).resolve() / user_id / request_id
+        """Local folder of one request's files (not created)."""
+        return self.tree().work_dir(user_id, request_id, create=False)
 
     def asset_dir(self, user_id: str, request_id: str, asset: str, *, create: bool = True) -> Path:
-        """Absolute folder of one request's ``asset`` files (created unless ``create=False``)."""
-        path = self.request_dir(user_id, request_id) / asset
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Local folder to write one request's ``asset`` files into (created unless
+        ``create=False``)."""
+        return self.tree().work_dir(user_id, request_id, asset, create=create)
+
+    def publish(self, local: Path | str) -> list[str]:
+        """Publish a finished file or folder; return the URIs of its files (see
+        :meth:`ContentTree.publish`). Raises ``ContentStoreError`` when an upload fails."""
+        return self.tree().publish(local)
+
+    def uri_of(self, local: Path | str) -> str:
+        """URI of a file written under :meth:`asset_dir` (its path, on a local root)."""
+        return self.tree().uri_of(local)
+
+    def local_file(self, uri: str | Path) -> Path:
+        """A local path with the content of ``uri`` (downloaded from an object store when
+        needed). Raises ``ContentStoreError`` when it does not exist."""
+        return self.tree().local_file(uri)
+
+
+@functools.lru_cache(maxsize=8)
+def _tree(root: str, cache_dir: str) -> ContentTree:
+    return ContentTree(root, cache_dir=cache_dir)
+
+
+class _PickleUPathIOManager(dg.UPathIOManager):
+    """Pickles each output to ``<base>/<asset key>/<partition>.pickle`` on any UPath."""
+
+    extension = ".pickle"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: object, path: Any) -> None:
+        with path.open("wb") as fh:  # one PUT on an object store: the object appears whole
+            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load_from_path(self, context: dg.InputContext, path: Any) -> object:
+        with path.open("rb") as fh:
+            return pickle.load(fh)
+
+
+class ManifestIOManager(dg.ConfigurableIOManagerFactory):
+    """Asset outputs (the small manifests of file URIs the assets hand on) in a shared place.
+
+    On a cluster each run is its own pod, so a re-execution (retry from failure, one asset
+    materialized alone) must load upstream outputs another machine wrote: with an object-store
+    content root they are kept beside the content, under ``<root>/.dagster-io`` (never served:
+    the media server refuses hidden paths).
+    """
+
+    base_url: str = Field(description="Folder or object-store URL for pickled outputs.")
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
+        from upath import UPath
+
+        return _PickleUPathIOManager(base_path=UPath(self.base_url))
 
 
 class AppDatabaseResource(dg.ConfigurableResource):

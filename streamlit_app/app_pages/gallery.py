@@ -6,6 +6,7 @@ import catalog
 import portal
 import streamlit as st
 
+from avgen_dagster.errors import ContentStoreError
 from avgen_dagster.store.models import RequestStatus
 
 user_id = portal.current_user()
@@ -63,8 +64,11 @@ def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
             views.append((rid, "hls"))
         text = assets.get("script", {}).get("script")
         if not text and (script_file := _path_in(item, portal.SCRIPT_IN_REQUEST)):
-            base = portal.settings().content_root / user_id / rid
-            text = (base / script_file).read_text(encoding="utf-8")
+            tree = portal.content_tree()
+            try:
+                text = tree.read_bytes(tree.request_file_uri(user_id, rid, script_file)).decode()
+            except ContentStoreError:
+                text = None  # not written (yet): the gallery shows the rest
         if text:
             st.markdown("**Script**")
             with st.container(height=220 if len(text) > 600 else "content"):

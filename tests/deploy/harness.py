@@ -22,6 +22,7 @@ import yaml
 
 from avgen_dagster.intake import NewRequest, submit_request
 from avgen_dagster.store import AppDatabase
+from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.requests import get_request
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,7 +85,7 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
 
 def enqueue(
     db: AppDatabase,
-    content_root: Path,
+    content: ContentTree | Path,
     users: list[str],
     per_user: int,
     *,
@@ -100,7 +101,7 @@ def enqueue(
         for user in users:
             rid = submit_request(
                 db,
-                content_root,
+                content,
                 NewRequest(
                     user_id=user,
                     prompt=None,

@@ -1,21 +1,28 @@
 """The generation job on a Postgres-backed instance: 3 users at once, one run per user at a time.
 
 The instance is configured by deploy/dagster.yaml itself (credentials from DAGSTER_PG_*), the
-app database is on the same server (psycopg 3), requests enter through the intake path and
-the daemon's request_sensor and queued run coordinator do the rest.
+app database is on the same server (psycopg 3), content and asset outputs are on the
+S3-compatible server (``AVGEN_CONTENT_URL``), requests enter through the intake path and the
+daemon's request_sensor and queued run coordinator do the rest. The portal's side then reads
+it back: the catalog adapter from the Postgres instance, the files through the media server
+from the bucket.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from avgen_dagster.failures import run_failure_reason
+from avgen_dagster.media_server import media_url
 from avgen_dagster.store import AppDatabase
+from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.requests import get_request
 from tests.deploy.harness import (
     enqueue,
@@ -31,7 +38,8 @@ from tests.deploy.harness import (
     write_instance_yaml,
     write_workspace,
 )
-from tests.deploy.servers import PostgresServer
+from tests.deploy.servers import PostgresServer, S3Server
+from tests.portal.conftest import media_server
 
 pytestmark = pytest.mark.slow
 
@@ -40,19 +48,32 @@ PER_USER = 2
 
 
 def test_three_users_on_postgres_one_run_per_user(
-    postgres: PostgresServer, new_pg_database, tmp_path: Path
+    postgres: PostgresServer,
+    new_pg_database,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    import catalog  # streamlit_app/catalog.py, on sys.path through tests.portal.conftest
+
     dagster_db = new_pg_database("dagster")
     app_url = postgres.url(new_pg_database("app"))
     home = tmp_path / "dagster_home"
     write_instance_yaml(home, postgres=True, max_concurrent_runs=None)  # the file as it is
-    content = tmp_path / "content"
+    bucket = f"avgen-runs-{uuid.uuid4().hex[:8]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    content_url = f"s3://{bucket}/content"
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    # The portal's machine: its own working copy, nothing shared with the runs but the bucket.
+    content = ContentTree(content_url, cache_dir=tmp_path / "portal_cache")
     env = {
         **os.environ,
         **postgres.env(dagster_db),
         "DAGSTER_HOME": str(home),
         "AVGEN_DATABASE_URL": app_url,
-        "AVGEN_CONTENT_DIR": str(content),
+        "AVGEN_CONTENT_URL": content_url,
+        "AVGEN_CONTENT_CACHE_DIR": str(tmp_path / "runs_cache"),
     }
     db = AppDatabase(app_url)
     daemon = start_daemon(env, tmp_path / "daemon.log", write_workspace(tmp_path))
@@ -90,6 +111,12 @@ def test_three_users_on_postgres_one_run_per_user(
             assert type(instance.run_storage).__name__ == "PostgresRunStorage"
             spans = run_spans(instance)
             gpu_steps = gpu_step_spans(instance, [s.run_id for s in spans])
+            catalogs = {
+                user: catalog.read_catalog(
+                    instance, user, [rid for rid, u in submitted if u == user]
+                )
+                for user in USERS
+            }
             partitions = set(instance.get_dynamic_partitions("user_id"))
             failures = {
                 sp.run_id: run_failure_reason(instance, sp.run_id)
@@ -114,8 +141,29 @@ def test_three_users_on_postgres_one_run_per_user(
     # The gpu pool (default_limit 1): model-bound steps of all runs one at a time.
     assert len(gpu_steps) == 4 * len(spans)
     assert max_gpu_overlap(gpu_steps) == 1
+
+    # Content is in the bucket, not on the runs' disk: the portal reads it back from there.
     with db.session() as s:
-        for rid, _ in submitted:
-            req = get_request(s, rid)
-            assert req.video_paths and Path(req.video_paths[0]).is_file()
-    print(f"\n6 requests from 3 users on Postgres: {wall:.1f} s wall")
+        recorded = {rid: list(get_request(s, rid).video_paths) for rid, _ in submitted}
+    objects = {
+        o["Key"]
+        for o in s3_server.client().list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]
+    }
+    with media_server(content, "pg-s3-secret") as base:  # type: ignore[arg-type]
+        for rid, user in submitted:
+            assert all(p.startswith(f"{content_url}/{user}/{rid}/") for p in recorded[rid])
+            assert f"content/{user}/{rid}/hls/index.m3u8" in objects
+            meta = catalogs[user][rid]["stitched_mp4"]
+            rel = content.relative_in_request(user, rid, meta["file"])
+            assert rel == "stitched_mp4/talking_head.mp4"
+            with urllib.request.urlopen(
+                media_url(base, user, rid, rel, "pg-s3-secret"), timeout=20
+            ) as resp:
+                body = resp.read()
+            assert body[4:8] == b"ftyp" and len(body) == meta["size_bytes"]
+            assert catalogs[user][rid]["hls"]["playlist"].startswith(content_url)
+    assert not (tmp_path / "portal_cache").exists() or not any(
+        (tmp_path / "portal_cache").rglob("*.mp4")
+    )
+    assert any(k.startswith("content/.dagster-io/") for k in objects)
+    print(f"\n6 requests from 3 users on Postgres + S3: {wall:.1f} s wall")
