@@ -22,6 +22,7 @@ from avgen_dagster.store.requests import get_request
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 from tests.deploy.servers import S3Server
 from tests.portal.conftest import media_server
+from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, _require_browser
 
 SECRET = "object-store-test-secret"
 USER = "alice"
@@ -307,3 +308,32 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
     assert after[f"{USER}/{rid}/hls/index.m3u8"] == before  # same MP4 in → same playlist out
     hls_meta = second.asset_materializations_for_node("hls")[0].metadata
     assert hls_meta["playlist"].value == f"{bucket_url}/{USER}/{rid}/hls/index.m3u8"
+
+    # A real browser plays the MP4 through the media server's redirect to the bucket.
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    server_tree = ContentTree(bucket_url, cache_dir=tmp_path / "media_server")
+    with media_server(server_tree, SECRET) as base, sync_playwright() as pw:  # type: ignore[arg-type]
+        src = media_url(base, USER, rid, "stitched_mp4/talking_head.mp4", SECRET)
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            page.set_content(f'<video muted preload="auto" src="{src}"></video>')
+            page.wait_for_function(
+                "() => { const v = document.querySelector('video');"
+                " return v.readyState >= 1 && v.duration > 0 || v.error; }",
+                timeout=30_000,
+            )
+            state = page.evaluate(
+                "() => { const v = document.querySelector('video'); return {"
+                " readyState: v.readyState, duration: v.duration, src: v.currentSrc,"
+                " error: v.error ? v.error.code + ' ' + v.error.message : null }; }"
+            )
+        finally:
+            browser.close()
+    assert state["error"] is None and state["readyState"] >= 1, state
+    assert abs(state["duration"] - mp4_meta["duration_s"].value) < 0.1, state
+    assert state["src"] == src  # the page names the media server; the bytes came from S3
