@@ -9,9 +9,11 @@ Measures (random weights: the published ones are not downloadable here):
    detection on every frame, segments, Wav2Lip on face frames, paste-back, libx264 + AAC
    encode) on synthetic 720p driving videos of 1 and 5 minutes (the sample portrait pasted
    on a 1280x720 background with slight motion, a 2 s no-face stretch every 15 s), each in
-   a fresh subprocess that reports its own ``ru_maxrss``. Target < 1.5 GB, not growing with
-   length. ``--skip-model-long`` skips the network on the 5-minute run (memory only; said
-   in the output); the 1-minute run always takes the real path.
+   a fresh subprocess that reports its own ``ru_maxrss``. Target < 1.5 GiB (1,536 MB) in
+   every run, and not growing with length, defined as the longest run's peak within 10 % of
+   the shortest run's (printed side by side with PASS/FAIL). ``--skip-model-long`` skips
+   the network on the 5-minute run (memory only; said in the output); the 1-minute run
+   always takes the real path.
 
 Usage: ``.venv/bin/python benchmarks/lipsync.py [--gpu] [--minutes 1 5]
 [--skip-model-long] [--keep DIR]``
@@ -150,6 +152,49 @@ def child(video: Path, seconds: float, skip_model: bool, out_mp4: Path) -> None:
     )
 
 
+RSS_LIMIT_MB = 1536.0  # 1.5 GiB
+GROWTH_TOLERANCE = 0.10  # "not growing": the longest run's peak within 10 % of the shortest's
+
+
+def summary(rows: list[dict], network_fps: float | None = None) -> str:
+    """Side-by-side table of the runs, the peak-RSS ratio and the PASS/FAIL verdicts."""
+    a, b = rows[0], rows[-1]
+    names = [f"{r['minutes']:g} min" for r in rows]
+    lines = [
+        "",
+        f"{'':<26}" + "".join(f"{n:>14}" for n in names),
+        f"{'peak RSS (MB)':<26}" + "".join(f"{r['peak_rss_mb']:>14,.0f}" for r in rows),
+        f"{'wall (s)':<26}" + "".join(f"{r['wall_s']:>14,.1f}" for r in rows),
+        f"{'frames':<26}" + "".join(f"{r['frames']:>14,}" for r in rows),
+        f"{'frames/s (whole path)':<26}"
+        + "".join(f"{r['frames'] / r['wall_s']:>14.1f}" for r in rows),
+        f"{'Wav2Lip network':<26}"
+        + "".join(f"{'skipped' if r['skip'] else 'on':>14}" for r in rows),
+    ]
+    if network_fps is not None:
+        lines.append(f"Wav2Lip network alone, CPU, batch 16, fp32: {network_fps:.1f} frames/s")
+    ratio = b["peak_rss_mb"] / a["peak_rss_mb"]
+    peak = max(r["peak_rss_mb"] for r in rows)
+    lines.append(
+        f"peak RSS {a['minutes']:g} min -> {b['minutes']:g} min: {a['peak_rss_mb']:,.0f} -> "
+        f"{b['peak_rss_mb']:,.0f} MB, ratio {ratio:.3f} ({100 * (ratio - 1):+.1f} %)"
+    )
+    lines.append(
+        f"target peak RSS < {RSS_LIMIT_MB:,.0f} MB (1.5 GiB) in every run: "
+        f"{'PASS' if peak < RSS_LIMIT_MB else 'FAIL'} (max {peak:,.0f} MB)"
+    )
+    same_path = a["skip"] == b["skip"]
+    verdict = "PASS" if ratio <= 1.0 + GROWTH_TOLERANCE else "FAIL"
+    if not same_path:
+        verdict = "n/a (the runs did not take the same path: --skip-model-long)"
+    lines.append(
+        f"not growing with length (defined as: the {b['minutes']:g}-min peak within "
+        f"{100 * GROWTH_TOLERANCE:.0f} % of the {a['minutes']:g}-min peak, ratio <= "
+        f"{1 + GROWTH_TOLERANCE:.2f}): {verdict}"
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", action="store_true", help="only: frames/s at batch 128 fp16 on CUDA")
@@ -217,12 +262,7 @@ def main() -> None:
             f"(video generated in {gen_s:.0f} s)"
         )
     if len(rows) >= 2:
-        a, b = rows[0], rows[-1]
-        print(
-            f"peak RSS {a['minutes']:g} min -> {b['minutes']:g} min: {a['peak_rss_mb']:.0f} -> "
-            f"{b['peak_rss_mb']:.0f} MB ({b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x); "
-            f"target < 1536 MB: {'PASS' if max(r['peak_rss_mb'] for r in rows) < 1536 else 'FAIL'}"
-        )
+        print(summary(rows, fps))
     if args.keep is None:
         import shutil
 
