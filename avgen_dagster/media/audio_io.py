@@ -6,7 +6,8 @@ All samples inside avgen are ``float32`` mono arrays of shape ``(n,)`` with full
 
 from __future__ import annotations
 
-from math import gcd
+from collections.abc import Iterator
+from math import ceil, gcd
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,62 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     g = gcd(int(sr_in), int(sr_out))
     y = scipy.signal.resample_poly(x, int(sr_out) // g, int(sr_in) // g)
     return y.astype(np.float32)
+
+
+# scipy.signal.resample_poly's default anti-aliasing filter spans 10 * max(up, down) taps on
+# each side of its centre, at the upsampled rate (scipy docs, "resample_poly", window=("kaiser",
+# 5.0)); a block needs that much input on each side to come out as in the whole-array call.
+_RESAMPLE_POLY_HALF_TAPS = 10
+
+
+def iter_resample(
+    samples: np.ndarray, sr_in: int, sr_out: int, *, block_s: float = 1.0
+) -> Iterator[np.ndarray]:
+    """:func:`resample`, streamed: the same output in consecutive blocks of about ``block_s``.
+
+    Each input block (a whole number of ``down`` periods, so its first output sample falls on
+    the output grid) is filtered together with enough neighbouring input on both sides to
+    cover the FIR's half-length, and zeros beyond the signal's ends, exactly as
+    ``resample_poly`` pads; the concatenated blocks equal ``resample(samples, …)`` to float32
+    rounding. Peak extra memory is one block, not a copy of the whole signal at the new rate.
+
+    Args:
+        samples: float array of shape ``(n,)``.
+        sr_in: input rate in Hz, > 0.
+        sr_out: output rate in Hz, > 0.
+        block_s: input seconds per block, > 0.
+
+    Yields:
+        float32 arrays; their lengths add up to ``ceil(n * sr_out / sr_in)``.
+
+    Raises:
+        MediaError: on a non-positive sample rate.
+    """
+    if sr_in <= 0 or sr_out <= 0:
+        raise MediaError(f"sample rates must be positive, got {sr_in} -> {sr_out} Hz")
+    x = np.asarray(samples, dtype=np.float32)
+    n = x.size
+    g = gcd(int(sr_in), int(sr_out))
+    up, down = int(sr_out) // g, int(sr_in) // g
+    block = down * max(1, round(block_s * sr_in / down))
+    if up == down:
+        for a in range(0, n, block):
+            yield x[a : a + block]
+        return
+    context_in = _RESAMPLE_POLY_HALF_TAPS * max(up, down) / up + 2  # input samples
+    ctx = down * ceil(context_in / down)  # whole periods: the block starts on the output grid
+    n_out = ceil(n * up / down)
+    produced = 0
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        lo, hi = max(0, a - ctx), min(n, b + ctx)
+        seg = x[lo:hi]
+        if lo > a - ctx or hi < b + ctx:  # zeros beyond the ends, as resample_poly assumes
+            seg = np.concatenate(
+                [np.zeros(lo - (a - ctx), np.float32), seg, np.zeros(b + ctx - hi, np.float32)]
+            )
+        y = scipy.signal.resample_poly(seg, up, down)
+        start = ctx * up // down
+        count = (n_out if b == n else b * up // down) - produced
+        yield y[start : start + count].astype(np.float32, copy=False)
+        produced += count

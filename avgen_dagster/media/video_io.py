@@ -17,7 +17,7 @@ import numpy as np
 
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.atomic import atomic_path
-from avgen_dagster.media.audio_io import resample
+from avgen_dagster.media.audio_io import iter_resample, resample
 
 __all__ = [
     "AUDIO_RATE",
@@ -83,9 +83,11 @@ def encode_segment_mp4(
 ) -> Path:
     """Encode frames and audio into an MP4 (H.264 yuv420p + AAC 48 kHz mono), atomically.
 
-    Frames are consumed one at a time (streaming: memory does not grow with the length).
-    Odd widths/heights are cropped by one pixel (yuv420p needs even sides). Audio is
-    resampled to 48 kHz with a polyphase FIR and written as given: its duration is not
+    Frames are consumed one at a time and the audio is resampled block by block as the
+    encoder needs it (streaming: no copy of the whole track at 48 kHz). Odd widths/heights
+    are cropped by one pixel (yuv420p needs even sides). Audio is resampled to 48 kHz with a
+    polyphase FIR (:func:`~avgen_dagster.media.audio_io.iter_resample`) and written as given:
+    its duration is not
     forced to the video's (callers make ``len(audio) / sample_rate`` match
     ``frame_count / fps``).
 
@@ -115,10 +117,12 @@ def encode_segment_mp4(
     if first.ndim != 3 or first.shape[2] != 3 or first.shape[0] < 2 or first.shape[1] < 2:
         raise MediaError(f"frames must be RGB arrays of shape (H, W, 3), got {first.shape}")
     height, width = first.shape[0] // 2 * 2, first.shape[1] // 2 * 2
-    pcm = np.asarray(audio, dtype=np.float32)
-    if pcm.ndim != 1:
-        raise MediaError(f"audio must be mono of shape (n,), got {pcm.shape}")
-    pcm = np.clip(np.nan_to_num(resample(pcm, sample_rate, AUDIO_RATE)), -1.0, 1.0)
+    pcm_in = np.asarray(audio, dtype=np.float32)
+    if pcm_in.ndim != 1:
+        raise MediaError(f"audio must be mono of shape (n,), got {pcm_in.shape}")
+    total = -(-pcm_in.size * AUDIO_RATE // int(sample_rate)) if pcm_in.size else 0
+    blocks = iter_resample(pcm_in, sample_rate, AUDIO_RATE)
+    pending = np.empty(0, np.float32)
 
     try:
         with atomic_path(output) as tmp, av.open(str(tmp), "w", format="mp4") as out:
@@ -133,10 +137,14 @@ def encode_segment_mp4(
             apos = 0
 
             def audio_until(t_end: float | None) -> None:
-                nonlocal apos
-                stop = pcm.size if t_end is None else min(pcm.size, round(t_end * AUDIO_RATE))
+                nonlocal apos, pending
+                stop = total if t_end is None else min(total, round(t_end * AUDIO_RATE))
                 while apos < stop:
-                    chunk = pcm[apos : apos + _AUDIO_CHUNK]
+                    take = min(_AUDIO_CHUNK, total - apos)
+                    while pending.size < take:
+                        block = np.clip(np.nan_to_num(next(blocks)), -1.0, 1.0)
+                        pending = np.concatenate([pending, block])
+                    chunk, pending = pending[:take], pending[take:]
                     af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
                     af.sample_rate, af.pts, af.time_base = AUDIO_RATE, apos, Fraction(1, AUDIO_RATE)
                     out.mux(ast.encode(af))
