@@ -18,8 +18,11 @@ requests from 100 users (50 known, 50 new). Timed: ``request_sensor`` evaluated 
 and, for comparison, the sensor's partition lookups alone: 100 ``has_dynamic_partition`` calls
 against one ``get_dynamic_partitions`` read. Target: < 1 s per tick.
 
+``--s3`` puts the content and asset outputs in a bucket on moto's S3-compatible server, as on
+a cluster (``AVGEN_CONTENT_URL``).
+
 Usage: ``.venv/bin/python benchmarks/load.py [--requests 50] [--users 10] [--max-runs 4]
-[--sqlite] [--skip-load] [--skip-sensor] [--partitions 10000] [--timeout 1500]``
+[--sqlite] [--s3] [--skip-load] [--skip-sensor] [--partitions 10000] [--timeout 1500]``
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ sys.path.insert(0, str(REPO))
 import dagster as dg  # noqa: E402
 
 from avgen_dagster.store import AppDatabase  # noqa: E402
+from avgen_dagster.store.content import ContentTree  # noqa: E402
 from avgen_dagster.store.requests import create_request, get_request  # noqa: E402
 from tests.deploy.harness import (  # noqa: E402
     enqueue,
@@ -55,7 +59,13 @@ from tests.deploy.harness import (  # noqa: E402
     write_instance_yaml,
     write_workspace,
 )
-from tests.deploy.servers import PostgresServer, start_postgres, why_no_postgres  # noqa: E402
+from tests.deploy.servers import (  # noqa: E402
+    PostgresServer,
+    S3Server,
+    start_postgres,
+    start_s3,
+    why_no_postgres,
+)
 
 
 def _instance(home: Path, env: dict[str, str]) -> dg.DagsterInstance:
@@ -73,10 +83,25 @@ def run_load(
     users: int,
     max_runs: int,
     timeout: float,
+    s3: S3Server | None = None,
 ) -> bool:
-    """Part 1; prints the figures and returns whether every check passed."""
+    """Part 1; prints the figures and returns whether every check passed.
+
+    With ``s3`` the content and asset outputs go to a bucket on that server (the cluster
+    set-up, ``AVGEN_CONTENT_URL``) instead of a local folder.
+    """
     home = work / "home"
-    content = work / "content"
+    content: Path | ContentTree = work / "content"
+    content_env = {"AVGEN_CONTENT_DIR": str(content)}
+    if s3 is not None:
+        s3.client().create_bucket(Bucket="avgen-load")
+        os.environ.update(s3.env())
+        content_env = {
+            **s3.env(),
+            "AVGEN_CONTENT_URL": "s3://avgen-load/content",
+            "AVGEN_CONTENT_CACHE_DIR": str(work / "runs_cache"),
+        }
+        content = ContentTree("s3://avgen-load/content", cache_dir=work / "intake_cache")
     if pg is not None:
         dagster_db = pg.create_database("load_dagster")
         app_url = pg.url(pg.create_database("load_app"))
@@ -91,7 +116,7 @@ def run_load(
         **pg_env,
         "DAGSTER_HOME": str(home),
         "AVGEN_DATABASE_URL": app_url,
-        "AVGEN_CONTENT_DIR": str(content),
+        **content_env,
     }
     db = AppDatabase(app_url)
     user_ids = [f"user{i:02d}" for i in range(users)]
@@ -123,7 +148,10 @@ def run_load(
     with db.session() as s:
         errors = {rid: (get_request(s, rid).error or "")[:200] for rid in failed}
     durations = sorted(s.end - s.start for s in spans)
-    print(f"backend: {'postgres (throwaway)' if pg else 'sqlite'}; max_concurrent_runs={max_runs}")
+    print(
+        f"backend: {'postgres (throwaway)' if pg else 'sqlite'}; max_concurrent_runs={max_runs}; "
+        f"content: {'S3 (moto, s3://avgen-load/content)' if s3 else 'local folder'}"
+    )
     print(f"requests: {len(submitted)} from {users} users, enqueued in {t_enqueued:.1f} s")
     print(f"wall time (first submission -> last Completed): {wall:.1f} s")
     print(
@@ -231,6 +259,9 @@ def main() -> int:
         help="max concurrent runs (default 4 on Postgres, 2 on SQLite)",
     )
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even if Postgres is here")
+    parser.add_argument(
+        "--s3", action="store_true", help="content on an S3-compatible server (moto), as a cluster"
+    )
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-sensor", action="store_true")
     parser.add_argument("--partitions", type=int, default=10_000)
@@ -247,6 +278,7 @@ def main() -> int:
     max_runs = args.max_runs or (4 if pg else 2)
     work = Path(tempfile.mkdtemp(prefix="avgen-load-"))
     ok = True
+    s3 = start_s3() if args.s3 and not args.skip_load else None
     try:
         if not args.skip_load:
             ok = run_load(
@@ -256,6 +288,7 @@ def main() -> int:
                 users=args.users,
                 max_runs=max_runs,
                 timeout=args.timeout,
+                s3=s3,
             )
             print("load checks:", "all passed" if ok else "FAILED")
         if not args.skip_sensor:
@@ -263,6 +296,8 @@ def main() -> int:
     finally:
         if pg is not None:
             pg.stop()
+        if s3 is not None:
+            s3.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1
 
