@@ -13,7 +13,6 @@ from avgen_dagster.resources import (
     ContentStore,
     ImageBackendResource,
     LipsyncBackendResource,
-    ManifestIOManager,
     MediaChainResource,
     MusicBackendResource,
     SpeechBackendResource,
@@ -29,15 +28,18 @@ from avgen_dagster.store.content import is_url
 def default_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
     """The embedded-default resources (paths and URLs from the environment, see settings).
 
-    With an object-store content root (``AVGEN_CONTENT_URL``) asset outputs are kept there too
-    (:class:`ManifestIOManager`), so runs on different machines can load each other's; else
-    Dagster's default file-system IO manager under ``DAGSTER_HOME``.
+    With an object-store content root (``AVGEN_CONTENT_URL``) asset outputs (the small
+    manifests of file URIs) are kept there too, under ``<root>/.dagster-io`` (never served: the
+    media server refuses hidden paths), through Dagster's own pickling IO manager, which
+    writes to any ``universal_pathlib`` URL: a re-execution in another pod (retry from
+    failure, one asset alone) loads its inputs from there. Otherwise Dagster's default
+    file-system IO manager under ``DAGSTER_HOME``.
     """
     settings = get_settings()
     shared_io: dict[str, dg.ConfigurableIOManagerFactory] = {}
     if settings.content_url and is_url(settings.content_url):
-        shared_io["io_manager"] = ManifestIOManager(
-            base_url=f"{settings.content_url.rstrip('/')}/.dagster-io"
+        shared_io["io_manager"] = dg.FilesystemIOManager(
+            base_dir=f"{settings.content_url.rstrip('/')}/.dagster-io"
         )
     return {
         **shared_io,

@@ -6,7 +6,7 @@ from avgen_dagster.resources.backends import (
     SpeechBackendResource,
     TextBackendResource,
 )
-from avgen_dagster.resources.storage import AppDatabaseResource, ContentStore, ManifestIOManager
+from avgen_dagster.resources.storage import AppDatabaseResource, ContentStore
 from avgen_dagster.resources.visuals import (
     ImageBackendResource,
     MusicBackendResource,
@@ -18,7 +18,6 @@ __all__ = [
     "ContentStore",
     "ImageBackendResource",
     "LipsyncBackendResource",
-    "ManifestIOManager",
     "MediaChainResource",
     "MusicBackendResource",
     "SpeechBackendResource",

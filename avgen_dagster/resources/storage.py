@@ -1,9 +1,7 @@
 """Resources for where avgen keeps things: generated files and the app database."""
 
 import functools
-import pickle
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -70,37 +68,6 @@ class ContentStore(dg.ConfigurableResource):
 @functools.lru_cache(maxsize=8)
 def _tree(root: str, cache_dir: str) -> ContentTree:
     return ContentTree(root, cache_dir=cache_dir)
-
-
-class _PickleUPathIOManager(dg.UPathIOManager):
-    """Pickles each output to ``<base>/<asset key>/<partition>.pickle`` on any UPath."""
-
-    extension = ".pickle"
-
-    def dump_to_path(self, context: dg.OutputContext, obj: object, path: Any) -> None:
-        with path.open("wb") as fh:  # one PUT on an object store: the object appears whole
-            pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def load_from_path(self, context: dg.InputContext, path: Any) -> object:
-        with path.open("rb") as fh:
-            return pickle.load(fh)
-
-
-class ManifestIOManager(dg.ConfigurableIOManagerFactory):
-    """Asset outputs (the small manifests of file URIs the assets hand on) in a shared place.
-
-    On a cluster each run is its own pod, so a re-execution (retry from failure, one asset
-    materialized alone) must load upstream outputs another machine wrote: with an object-store
-    content root they are kept beside the content, under ``<root>/.dagster-io`` (never served:
-    the media server refuses hidden paths).
-    """
-
-    base_url: str = Field(description="Folder or object-store URL for pickled outputs.")
-
-    def create_io_manager(self, context: dg.InitResourceContext) -> dg.UPathIOManager:
-        from upath import UPath
-
-        return _PickleUPathIOManager(base_path=UPath(self.base_url))
 
 
 class AppDatabaseResource(dg.ConfigurableResource):

@@ -262,7 +262,8 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
     instance.add_dynamic_partitions("user_id", [USER])
     assets = [*dg.load_assets_from_modules([talking_head, records]), *talking_head_checks]
     resources = default_resources()
-    assert type(resources["io_manager"]).__name__ == "ManifestIOManager"
+    assert isinstance(resources["io_manager"], dg.FilesystemIOManager)
+    assert resources["io_manager"].base_dir == f"{bucket_url}/.dagster-io"
     first = dg.materialize(
         assets,
         instance=instance,
