@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
-import time
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from avgen_dagster.errors import BackendError, InvalidInputError
 
 __all__ = [
-    "ModelCache",
     "free_accelerator_memory",
     "is_out_of_memory",
     "resolve_device",
@@ -175,45 +172,3 @@ def run_batched_with_oom_retry(
         results.extend(out)
         i += len(batch)
     return results
-
-
-M = TypeVar("M")
-
-
-class ModelCache(Generic[M]):
-    """A process-wide cache of loaded models: each key loads once, then is reused.
-
-    Keys are e.g. ``(resolved path, device, dtype)``. :attr:`load_count` counts cache
-    misses (real loads from disk) so tests can assert "one load per process". Loading is
-    serialised by a lock, so two threads asking for the same model load it once.
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self._models: dict[Hashable, M] = {}
-        self._lock = threading.Lock()
-        self.load_count = 0
-        self.last_load_seconds: float | None = None
-
-    def get(self, key: Hashable, loader: Callable[[], M]) -> M:
-        """Return the cached model for ``key``, calling ``loader()`` on the first request.
-
-        Raises:
-            Whatever ``loader`` raises (nothing is cached then).
-        """
-        with self._lock:
-            if key in self._models:
-                return self._models[key]
-            start = time.perf_counter()
-            model = loader()
-            self.last_load_seconds = time.perf_counter() - start
-            self.load_count += 1
-            self._models[key] = model
-            _LOG.info("loaded %s model %s in %.1f s", self.kind, key, self.last_load_seconds)
-            return model
-
-    def clear(self) -> None:
-        """Forget every cached model (the next request loads again)."""
-        with self._lock:
-            self._models.clear()
-        free_accelerator_memory()

@@ -33,13 +33,13 @@ import cv2
 import numpy as np
 
 from avgen_dagster.backends.devices import (
-    ModelCache,
     resolve_device,
     resolve_dtype,
     run_batched_with_oom_retry,
     torch_dtype,
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.model_cache import ModelCache
 
 __all__ = [
     "DiffusersImages",

@@ -31,7 +31,6 @@ import numpy as np
 import scipy.signal
 
 from avgen_dagster.backends.devices import (
-    ModelCache,
     is_out_of_memory,
     resolve_device,
     resolve_dtype,
@@ -39,6 +38,7 @@ from avgen_dagster.backends.devices import (
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.loudness import NormalizationResult, normalize_loudness
+from avgen_dagster.model_cache import ModelCache
 
 __all__ = [
     "DEFAULT_MAX_DURATION_S",

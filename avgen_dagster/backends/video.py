@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 
 from avgen_dagster.backends.devices import (
-    ModelCache,
     free_accelerator_memory,
     is_out_of_memory,
     resolve_device,
@@ -36,6 +35,7 @@ from avgen_dagster.backends.devices import (
 from avgen_dagster.backends.image import ProceduralImages, check_diffusers_model
 from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.video_io import EncodedVideo, encode_video_mp4
+from avgen_dagster.model_cache import ModelCache
 
 __all__ = [
     "DEFAULT_MAX_CLIP_S",

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from avgen_dagster.backends.devices import (
-    ModelCache,
     is_out_of_memory,
     resolve_device,
     resolve_dtype,
     run_batched_with_oom_retry,
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.model_cache import ModelCache
 
 
 def test_auto_device_and_dtype() -> None:
