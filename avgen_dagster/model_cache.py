@@ -2,7 +2,9 @@
 
 A backend keeps one module-level :class:`ModelCache` and asks it for its model with a key that
 names everything the loaded object depends on (resolved path, file modification time, device,
-dtype). No Dagster and no torch import here, so pure code and tests can use it alone.
+dtype). No Dagster and no torch import here, so pure code and tests can use it alone. Users:
+the image, video and music pipelines, the Wav2Lip checkpoint, the MediaPipe face landmarker
+(and the text and speech backends).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -26,11 +29,28 @@ class ModelCache(Generic[M]):
     Keys are e.g. ``(resolved path, device, dtype)``. :attr:`load_count` counts cache
     misses (real loads from disk) so tests can assert "one load per process". Loading is
     serialised by a lock, so two threads asking for the same model load it once.
+
+    Args:
+        kind: what the models are, for logs (``"text-to-image"``, ``"wav2lip"``...).
+        max_entries: keep at most this many models; loading one more evicts the least
+            recently used (``None``: no limit).
+        release: called with each model the cache drops (eviction or :meth:`clear`), e.g.
+            to close a native handle; ``None`` leaves it to garbage collection.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        *,
+        max_entries: int | None = None,
+        release: Callable[[M], None] | None = None,
+    ) -> None:
+        if max_entries is not None and max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1 or None, got {max_entries}")
         self.kind = kind
-        self._models: dict[Hashable, M] = {}
+        self.max_entries = max_entries
+        self._release = release
+        self._models: OrderedDict[Hashable, M] = OrderedDict()
         self._lock = threading.Lock()
         self.load_count = 0
         self.last_load_seconds: float | None = None
@@ -43,6 +63,7 @@ class ModelCache(Generic[M]):
         """
         with self._lock:
             if key in self._models:
+                self._models.move_to_end(key)
                 return self._models[key]
             start = time.perf_counter()
             model = loader()
@@ -50,12 +71,30 @@ class ModelCache(Generic[M]):
             self.load_count += 1
             self._models[key] = model
             _LOG.info("loaded %s model %s in %.1f s", self.kind, key, self.last_load_seconds)
-            return model
+            evicted = []
+            while self.max_entries is not None and len(self._models) > self.max_entries:
+                evicted.append(self._models.popitem(last=False)[1])
+        self._drop(evicted)
+        return model
+
+    def __len__(self) -> int:
+        """Number of models held now."""
+        return len(self._models)
 
     def clear(self) -> None:
         """Forget every cached model (the next request loads again)."""
         with self._lock:
+            dropped = list(self._models.values())
             self._models.clear()
+        self._drop(dropped)
+
+    def _drop(self, models: list[M]) -> None:
+        if not models:
+            return
+        if self._release is not None:
+            for model in models:
+                self._release(model)
+        models.clear()
         from avgen_dagster.backends.devices import free_accelerator_memory
 
         free_accelerator_memory()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -107,11 +108,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def free_accelerator_memory() -> None:
-    """Collect garbage and release PyTorch's cached CUDA blocks (best effort)."""
-    gc.collect()
-    try:
-        import torch
+    """Collect garbage and release PyTorch's cached CUDA blocks (best effort).
 
+    PyTorch is only asked when something already imported it (no multi-second import to
+    free memory that cannot be held).
+    """
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     except Exception:  # pragma: no cover - best effort

@@ -14,10 +14,45 @@ import numpy as np
 import scipy.io.wavfile
 import scipy.signal
 
-from avgen_dagster.errors import MediaError
+from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.atomic import atomic_path
 
-__all__ = ["read_wav", "resample", "to_mono_float32", "write_wav"]
+__all__ = [
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "check_sample_rate",
+    "iter_resample",
+    "read_wav",
+    "require_mono_audio",
+    "resample",
+    "to_mono_float32",
+    "write_wav",
+]
+
+#: Lowest and highest sample rate accepted for speech handed to a backend, Hz.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 384_000
+#: Most channels :func:`require_mono_audio` downmixes (7.1 has 8).
+_MAX_CHANNELS = 8
+
+
+def _pcm_to_float32(data: np.ndarray) -> np.ndarray | None:
+    """Scale PCM of a WAV dtype to float32 full scale ±1.0; ``None`` for other dtypes.
+
+    Unsigned integers are offset binary (uint8: 128 = 0); signed integers are divided by
+    ``2 ** (bits - 1)`` (int16 / 32768, int32 / 2147483648: 24-bit WAVs are read by scipy as
+    int32).
+    """
+    kind = data.dtype
+    if np.issubdtype(kind, np.unsignedinteger):
+        half = float(np.iinfo(kind).max // 2 + 1)
+        return ((data.astype(np.float64) - half) / half).astype(np.float32)
+    if np.issubdtype(kind, np.signedinteger):
+        scale = float(np.iinfo(kind).max) + 1.0
+        return (data.astype(np.float64) / scale).astype(np.float32)
+    if np.issubdtype(kind, np.floating):
+        return data.astype(np.float32, copy=False)
+    return None
 
 
 def to_mono_float32(data: np.ndarray) -> np.ndarray:
@@ -28,7 +63,8 @@ def to_mono_float32(data: np.ndarray) -> np.ndarray:
             (24-bit WAVs are read by scipy as int32), float32 or float64.
 
     Returns:
-        ``float32`` array of shape ``(n,)``; channels are averaged (downmix).
+        ``float32`` array of shape ``(n,)``; channels are averaged (downmix); NaN becomes 0
+        and values outside [-1, 1] are clipped.
 
     Raises:
         MediaError: for an unsupported dtype or shape.
@@ -37,18 +73,67 @@ def to_mono_float32(data: np.ndarray) -> np.ndarray:
         data = data.astype(np.float64).mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     elif data.ndim != 1:
         raise MediaError(f"audio must be 1-D or 2-D (samples, channels), got shape {data.shape}")
-    kind = data.dtype
-    if kind == np.uint8:
-        out = (data.astype(np.float32) - 128.0) / 128.0
-    elif kind == np.int16:
-        out = data.astype(np.float32) / 32768.0
-    elif kind == np.int32:
-        out = (data.astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif np.issubdtype(kind, np.floating):
-        out = data.astype(np.float32)
-    else:
-        raise MediaError(f"unsupported audio sample dtype {kind}")
+    out = _pcm_to_float32(data)
+    if out is None:
+        raise MediaError(f"unsupported audio sample dtype {data.dtype}")
     return np.clip(np.nan_to_num(out), -1.0, 1.0)
+
+
+def require_mono_audio(audio: np.ndarray) -> np.ndarray:
+    """Validate audio handed to a backend and return it as float32 mono.
+
+    Unlike :func:`to_mono_float32` (for files), nothing is repaired: empty or non-finite
+    audio is refused, and float samples are not clipped.
+
+    Args:
+        audio: numpy array of shape ``(n,)`` or ``(n, channels)`` with 1-8 channels
+            (averaged); float (full scale ±1.0) or integer PCM (scaled as in a WAV).
+
+    Returns:
+        float32 array of shape ``(n,)``, n > 0 (the input itself when it is already float32
+        mono).
+
+    Raises:
+        InvalidInputError: not a numpy array, another shape, 0 samples, a non-numeric dtype,
+            or NaN/inf samples.
+    """
+    if not isinstance(audio, np.ndarray):
+        raise InvalidInputError(f"audio must be a numpy array, got {type(audio).__name__}")
+    if audio.ndim == 2 and 0 < audio.shape[1] <= _MAX_CHANNELS:
+        audio = audio.astype(np.float64).mean(axis=1)
+    elif audio.ndim != 1:
+        raise InvalidInputError(
+            f"audio must have shape (n,) or (n, channels), got shape {audio.shape}"
+        )
+    if audio.size == 0:
+        raise InvalidInputError("audio is empty (0 samples): nothing to lip-sync")
+    out = _pcm_to_float32(audio)
+    if out is None:
+        raise InvalidInputError(f"audio dtype {audio.dtype} is not numeric")
+    if not np.all(np.isfinite(out)):
+        raise InvalidInputError("audio contains NaN or infinite samples")
+    return out
+
+
+def check_sample_rate(sample_rate: int) -> int:
+    """Validate a sample rate handed to a backend.
+
+    Args:
+        sample_rate: Hz, an integer (``bool`` refused) in 1000-384000.
+
+    Returns:
+        ``sample_rate`` as an ``int``.
+
+    Raises:
+        InvalidInputError: not an integer, or outside 1000-384000 Hz.
+    """
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise InvalidInputError(f"sample_rate must be an integer in Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
+        raise InvalidInputError(
+            f"sample_rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    return int(sample_rate)
 
 
 def read_wav(path: Path | str) -> tuple[np.ndarray, int]:

@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from avgen_dagster.errors import InvalidInputError, MediaError
+from avgen_dagster.media.audio_io import check_sample_rate, require_mono_audio
 from avgen_dagster.media.faces import FaceLandmarker, default_landmarker
 from avgen_dagster.media.video_io import encode_segment_mp4, fps_fraction
 
@@ -622,10 +623,8 @@ def render_driving_video(
         InvalidInputError: empty audio, bad rate or mode.
         MediaError: unreadable video, encode failure.
     """
-    from avgen_dagster.backends.lipsync import _check_sample_rate, _to_mono
-
-    pcm = _to_mono(audio)
-    sr = _check_sample_rate(sample_rate)
+    pcm = require_mono_audio(audio)
+    sr = check_sample_rate(sample_rate)
     source_indices(np.zeros(1), 1, mode)
     if scan is None:
         scan = scan_driving_video(video_path, tracker=tracker)

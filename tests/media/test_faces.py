@@ -11,8 +11,10 @@ from PIL import Image
 
 from avgen_dagster.errors import InvalidInputError, NoFaceError
 from avgen_dagster.media.faces import (
+    LANDMARKER_CACHE,
     FaceLandmarker,
     FaceLandmarks,
+    default_landmarker,
     landmarker_model_path,
     load_image_rgb,
     require_face,
@@ -98,3 +100,11 @@ def test_load_image_converts_and_applies_exif(tmp_path: Path) -> None:
     assert shown.shape == (40, 20, 3)
     # after a 90 degree clockwise turn the stored left edge is at the top
     assert shown[2, 10, 2] > 150 and shown[-3, 10, 0] > 150
+
+
+def test_default_landmarker_loads_once_per_process() -> None:
+    shared = default_landmarker()
+    loads = LANDMARKER_CACHE.load_count
+    assert default_landmarker() is shared and LANDMARKER_CACHE.load_count == loads
+    assert require_face(load_image_rgb(PORTRAIT), "the portrait").points.shape == (478, 2)
+    assert LANDMARKER_CACHE.load_count == loads  # require_face used the shared one

@@ -69,3 +69,18 @@ def test_model_cache_loads_once() -> None:
     assert cache.load_count == 1 and len(made) == 1
     cache.get(("b", "cpu"), object)
     assert cache.load_count == 2
+
+
+def test_model_cache_evicts_least_recent_and_releases() -> None:
+    released: list[str] = []
+    cache: ModelCache[str] = ModelCache("test", max_entries=2, release=released.append)
+    cache.get("a", lambda: "A")
+    cache.get("b", lambda: "B")
+    cache.get("a", lambda: "A2")  # a hit: "a" is now the most recent
+    cache.get("c", lambda: "C")  # evicts "b", the least recent
+    assert released == ["B"] and len(cache) == 2 and cache.load_count == 3
+    assert cache.get("a", lambda: "A3") == "A"
+    cache.clear()
+    assert sorted(released) == ["A", "B", "C"] and len(cache) == 0
+    with pytest.raises(ValueError, match="max_entries"):
+        ModelCache("test", max_entries=0)

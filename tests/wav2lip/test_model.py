@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from avgen_dagster.backends.lipsync import LipsyncBackend, frame_count
-from avgen_dagster.backends.wav2lip.inference import CHECKPOINT_ENV, Wav2LipLipsync
+from avgen_dagster.backends.lipsync import (
+    LandmarkLipsync,
+    LipsyncBackend,
+    VideoLipsyncBackend,
+    frame_count,
+)
+from avgen_dagster.backends.wav2lip.inference import CHECKPOINT_ENV, MODEL_CACHE, Wav2LipLipsync
 from avgen_dagster.backends.wav2lip.model import Wav2Lip, load_wav2lip, read_checkpoint_state_dict
 from avgen_dagster.errors import BackendError
 from avgen_dagster.media.faces import load_image_rgb
@@ -46,6 +51,20 @@ def test_checkpoint_loads_and_matches_spec(checkpoint: Path) -> None:
     saved = read_checkpoint_state_dict(checkpoint)
     assert torch.equal(saved["output_block.1.weight"], state["output_block.1.weight"])
     assert isinstance(backend, LipsyncBackend) and backend.name == "wav2lip"
+    assert isinstance(backend, VideoLipsyncBackend)  # it takes driving videos
+    assert not isinstance(LandmarkLipsync(), VideoLipsyncBackend)  # still portraits only
+
+
+def test_checkpoint_loads_once_per_process(checkpoint: Path, tmp_path: Path) -> None:
+    first = Wav2LipLipsync(checkpoint, device="cpu")
+    before = MODEL_CACHE.load_count
+    again = Wav2LipLipsync(checkpoint, device="cpu", batch_size=4)
+    assert again.model is first.model and MODEL_CACHE.load_count == before
+    other = tmp_path / "other.pth"
+    other.write_bytes(checkpoint.read_bytes())
+    replaced = Wav2LipLipsync(other, device="cpu")  # one network per process: replaces it
+    assert MODEL_CACHE.load_count == before + 1 and len(MODEL_CACHE) == 1
+    assert replaced.model is not first.model
 
 
 def test_inference_on_portrait(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -36,10 +35,12 @@ import cv2
 import numpy as np
 import torch
 
-from avgen_dagster.backends.lipsync import _check_sample_rate, _even_crop, _to_mono, frame_count
+from avgen_dagster.backends.lipsync import even_crop_portrait, frame_count
 from avgen_dagster.backends.wav2lip.audio import MEL_STEP, N_MELS, mel_windows, melspectrogram
 from avgen_dagster.backends.wav2lip.model import Wav2Lip, load_wav2lip
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.media.audio_io import check_sample_rate, require_mono_audio
+from avgen_dagster.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from avgen_dagster.media.driving_video import DrivingVideoResult, LoopMode
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_ENV",
     "DEFAULT_PADS",
+    "MODEL_CACHE",
     "Wav2LipLipsync",
     "match_colour",
     "mouth_mask",
@@ -90,23 +92,19 @@ def resolve_checkpoint(checkpoint: Path | str | None) -> Path:
     return Path(checkpoint).expanduser()
 
 
-_models_lock = threading.Lock()
-_models: dict[tuple[str, int, int, str], Wav2Lip] = {}
+#: Loaded Wav2Lip networks, one per process (36 M parameters; a new checkpoint replaces it).
+MODEL_CACHE: ModelCache[Wav2Lip] = ModelCache("wav2lip", max_entries=1)
 
 
-def _cached_model(path: Path, device: torch.device) -> Wav2Lip:
+def _load_cached(path: Path, device: torch.device) -> Wav2Lip:
+    """The network of ``path`` on ``device``, keyed by resolved path, mtime, size and device
+    (a checkpoint rewritten in place loads again)."""
     try:
         st = path.stat()
     except OSError:
         st = None
     key = (str(path.resolve()), st.st_mtime_ns if st else 0, st.st_size if st else 0, str(device))
-    with _models_lock:
-        model = _models.get(key)
-        if model is None:
-            model = load_wav2lip(path, device)
-            _models.clear()  # one model per process is plenty (36 M parameters)
-            _models[key] = model
-        return model
+    return MODEL_CACHE.get(key, lambda: load_wav2lip(path, device))
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
@@ -212,7 +210,8 @@ class Wav2LipLipsync:
     """Wav2Lip lip-sync backend (:class:`~avgen_dagster.backends.lipsync.LipsyncBackend`).
 
     The checkpoint is loaded (strictly) in the constructor, so a missing or wrong file fails
-    before any work starts; loaded models are cached per process (path, mtime, device).
+    before any work starts; the network is cached per process (:data:`MODEL_CACHE`: path,
+    mtime, size, device).
 
     Args:
         checkpoint: ``wav2lip.pth`` / ``wav2lip_gan.pth``; default ``$AVGEN_WAV2LIP_CHECKPOINT``.
@@ -262,7 +261,7 @@ class Wav2LipLipsync:
         self.colour_match = bool(colour_match)
         self._landmarker = landmarker
         self.checkpoint = resolve_checkpoint(checkpoint)
-        self.model = _cached_model(self.checkpoint, self.device)
+        self.model = _load_cached(self.checkpoint, self.device)
 
     # ------------------------------------------------------------------ network
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
@@ -393,9 +392,9 @@ class Wav2LipLipsync:
         """
         from avgen_dagster.media.faces import require_face
 
-        portrait = _even_crop(portrait_rgb)
-        pcm = _to_mono(audio)
-        sr = _check_sample_rate(sample_rate)
+        portrait = even_crop_portrait(portrait_rgb)
+        pcm = require_mono_audio(audio)
+        sr = check_sample_rate(sample_rate)
         n = frame_count(pcm.size, sr, self.fps)
         lm = require_face(portrait, "the portrait", self._landmarker)
         mel = melspectrogram(pcm, sr)
@@ -457,8 +456,8 @@ class Wav2LipLipsync:
             scan_driving_video,
         )
 
-        pcm = _to_mono(audio)
-        sr = _check_sample_rate(sample_rate)
+        pcm = require_mono_audio(audio)
+        sr = check_sample_rate(sample_rate)
         mel = melspectrogram(pcm, sr)
         scan = scan_driving_video(video_path, tracker=FaceTracker(self._landmarker))
 
