@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.store.models import LoginAttempt, User, utcnow
 from avgen_dagster.store.requests import ensure_user
+from avgen_dagster.store.session import AppDatabase
 from avgen_dagster.validation import validate_user_id
 
 MAX_FAILURES = 5
@@ -79,14 +80,20 @@ def set_access_code(session: Session, user_id: str, code: str | None = None) -> 
 def register_user(session: Session, user_id: str, email: str) -> str:
     """Register a new user with ``email``; return their new access code.
 
+    Only an id nobody holds can be registered: a user that exists without an access code (made
+    by ``avgen generate``/``avgen request`` or ``make demo``) is claimed by an operator
+    (``avgen user create``, ``avgen user link``), never by whoever registers its id first.
+
     Raises:
-        InvalidInputError: bad user id or email, or the user id is already taken.
+        InvalidInputError: bad user id or email, or the user id exists.
     """
     validate_user_id(user_id)
     email = normalise_email(email)
-    existing = session.get(User, user_id)
-    if existing is not None and existing.access_code_hash is not None:
-        raise InvalidInputError(f"user id {user_id!r} is taken; choose another")
+    if session.get(User, user_id) is not None:
+        raise InvalidInputError(
+            f"user id {user_id!r} is taken; choose another (if it is yours, sign in with your "
+            "access code or the sign-in link you were sent)"
+        )
     ensure_user(session, user_id, email=email)
     return set_access_code(session, user_id)
 
@@ -132,38 +139,51 @@ def _locked_until(session: Session, user_id: str, now: datetime) -> datetime | N
 
 
 def authenticate(
-    session: Session,
+    db: AppDatabase,
     user_id: str,
     code: str,
     *,
     client_address: str | None = None,
     now: datetime | None = None,
 ) -> AuthResult:
-    """Check ``user_id`` + access ``code``; log the attempt; apply the lockout.
+    """Check ``user_id`` + access ``code``; log the attempt; apply the lockout — atomically.
+
+    Reading the failure count, checking the code and logging the attempt happen in one
+    transaction that holds a lock on the user id as typed
+    (:meth:`~avgen_dagster.store.session.AppDatabase.locked_session`), so however many
+    attempts arrive at once, at most :data:`MAX_FAILURES` codes are ever checked per window.
 
     Returns an :class:`AuthResult`; never raises for a wrong user id or code (the reason says
     "wrong user id or access code" for both, so the reply does not reveal which users exist).
     """
-    now = now or utcnow()
     tried = (user_id or "").strip()
-    locked = _locked_until(session, tried, now)
-    if locked is not None and locked > now:
-        minutes = max(1, int((locked - now).total_seconds() // 60) + 1)
-        reason = f"too many failed attempts; try again in {minutes} minutes"
-        _log(session, tried, False, "code", "locked out", client_address)
-        return AuthResult(False, None, reason)
-    user = session.get(User, tried) if tried else None
-    stored = user.access_code_hash if user is not None else None
+    with db.locked_session(f"sign-in:{tried[:128]}") as session:
+        now = now or utcnow()
+        locked = _locked_until(session, tried, now)
+        if locked is not None and locked > now:
+            minutes = max(1, int((locked - now).total_seconds() // 60) + 1)
+            _log(session, tried, False, "code", "locked out", client_address)
+            return AuthResult(
+                False, None, f"too many failed attempts; try again in {minutes} minutes"
+            )
+        user = session.get(User, tried) if tried else None
+        stored = user.access_code_hash if user is not None else None
+        ok = verify_code(stored, code) and stored is not None
+        if not ok:
+            _log(session, tried, False, "code", "wrong user id or access code", client_address)
+            return AuthResult(False, None, "wrong user id or access code")
+        _log(session, tried, True, "code", "signed in", client_address)
+        return AuthResult(True, tried, "signed in")
+
+
+def verify_code(stored_hash: str | None, code: str) -> bool:
+    """Whether ``code`` matches ``stored_hash`` (Argon2id). With no stored hash a dummy hash is
+    checked instead, so an unknown user id costs the same time as a known one."""
     try:
-        _HASHER.verify(stored or _DUMMY_HASH, _normalise_code(code or ""))
-        ok = stored is not None
+        _HASHER.verify(stored_hash or _DUMMY_HASH, _normalise_code(code or ""))
     except (VerificationError, InvalidHashError):
-        ok = False
-    if not ok:
-        _log(session, tried, False, "code", "wrong user id or access code", client_address)
-        return AuthResult(False, None, "wrong user id or access code")
-    _log(session, tried, True, "code", "signed in", client_address)
-    return AuthResult(True, tried, "signed in")
+        return False
+    return True
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:

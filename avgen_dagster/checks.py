@@ -1,4 +1,9 @@
-"""Asset checks on the talking-head outputs: loudness, true peak, A/V sync, HLS validity."""
+"""Asset checks on the talking-head outputs: loudness, true peak, A/V sync, HLS validity.
+
+Every check is blocking: a failed check stops everything downstream, so ``content_record``
+never marks a request Completed while a deliverable is out of spec; the run fails and the
+request is marked Failed naming the check.
+"""
 
 from pathlib import Path
 
@@ -16,6 +21,7 @@ MAX_TRUE_PEAK_DBTP = -1.0  # EBU R128 maximum permitted true peak level.
 @dg.asset_check(
     asset=normalized_audio,
     partitions_def=user_partitions,
+    blocking=True,
     description="Every clip within ±0.5 LU of the target.",
 )
 def loudness_on_target(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
@@ -41,6 +47,7 @@ def loudness_on_target(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=normalized_audio,
     partitions_def=user_partitions,
+    blocking=True,
     description="Every clip's true peak ≤ −1 dBTP.",
 )
 def true_peak_limited(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
@@ -57,6 +64,7 @@ def true_peak_limited(normalized_audio: AudioManifest) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=stitched_mp4,
     partitions_def=user_partitions,
+    blocking=True,
     description="Audio and video durations match (≤ 1 frame).",
 )
 def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
@@ -77,6 +85,7 @@ def av_durations_match(stitched_mp4: VideoManifest) -> dg.AssetCheckResult:
 @dg.asset_check(
     asset=hls,
     partitions_def=user_partitions,
+    blocking=True,
     description="The HLS playlist follows RFC 8216 / Apple's rules.",
 )
 def hls_playlist_valid(hls: HlsManifest, content: ContentStore) -> dg.AssetCheckResult:

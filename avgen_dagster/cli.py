@@ -1,9 +1,10 @@
-"""The ``avgen`` command: record a request and run the talking-head job now, or manage the DB.
+"""The ``avgen`` command: a thin layer over intake, the runner and the store.
 
-``avgen generate`` validates every input before anything is written (no folder, no database
-row on bad input), records the request, materializes ``talking_head_job`` for the user's
-partition on the Dagster instance at ``DAGSTER_HOME`` (so the run shows in ``dagster dev``),
-shows progress per stage and prints the output paths.
+``avgen generate`` takes the request in through the one intake (every input checked before
+anything is written: no folder, no database row on bad input) and runs its job in this process
+on the Dagster instance at ``DAGSTER_HOME`` (so the run shows in ``dagster dev``), showing
+progress per stage and printing the outputs. ``avgen request`` queues it for the sensor.
+Bad input exits 2 with the intake's message; a failed run exits 1 with its reason.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 # Quiet third-party chatter before those libraries load: model-loading progress bars (our own
 # stage bar passes disable= explicitly) and MediaPipe/TFLite's C++ info logs.
@@ -27,7 +28,13 @@ import typer
 from tqdm import tqdm
 
 from avgen_dagster.errors import AvgenError, InvalidInputError
+from avgen_dagster.intake import NewRequest
+from avgen_dagster.options import option_help
+from avgen_dagster.portraits import Upload
 from avgen_dagster.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from avgen_dagster.runner import RunOutcome
 
 app = typer.Typer(
     name="avgen",
@@ -39,48 +46,49 @@ db_app = typer.Typer(help="The app database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 user_app = typer.Typer(help="Portal users: access codes and sign-in links.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
+request_app = typer.Typer(help="Queue a request, or retry a Failed one.")
+app.add_typer(request_app, name="request")
 
 MAX_SCRIPT_BYTES = 200_000
-VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
+EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1
+
+
+def _opt(name: str, flag: str) -> Any:
+    """A typer option for the request option ``name``, its help (range, default) from the one
+    model (:class:`avgen_dagster.options.RequestOptions`); the range is checked by intake."""
+    return typer.Option(flag, help=option_help(name))
+
+
 # Options shared by `generate` and `request` (one declaration each).
-UserIdOpt = Annotated[str, typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")]
-PortraitOpt = Annotated[
-    Path,
-    typer.Option(
-        "--portrait", help="Portrait photo (PNG/JPEG/WebP), or a driving video (MP4/MOV/…)."
-    ),
-]
+_USER_ID = typer.Option("--user-id", help="1-64 of [A-Za-z0-9_-].")
+_PORTRAIT = typer.Option(
+    "--portrait",
+    help="Portrait photo (PNG/JPEG/WebP, ≤ 10 MB), or a driving video (MP4/MOV/MKV/WebM).",
+)
+UserIdOpt = Annotated[str, _USER_ID]
+PortraitOpt = Annotated[Path, _PORTRAIT]
 PromptOpt = Annotated[str | None, typer.Option("--prompt", help="What to talk about.")]
 ScriptOpt = Annotated[
     Path | None, typer.Option("--script-file", help="UTF-8 text to speak verbatim.")
 ]
-TargetLufsOpt = Annotated[
-    float | None,
-    typer.Option("--target-lufs", help="Integrated loudness target, LUFS (default -16)."),
+TargetLufsOpt = Annotated[float | None, _opt("target_lufs", "--target-lufs")]
+CrossfadeOpt = Annotated[float | None, _opt("crossfade_s", "--crossfade")]
+MaxWordsOpt = Annotated[int | None, _opt("max_words", "--max-words")]
+GenreOpt = Annotated[str | None, _opt("genre", "--genre")]
+MusicDurationOpt = Annotated[float | None, _opt("music_duration_s", "--music-duration")]
+ClipDurationOpt = Annotated[float | None, _opt("clip_duration_s", "--clip-duration")]
+ImagesOpt = Annotated[int | None, _opt("image_count", "--images")]
+ClipsOpt = Annotated[int | None, _opt("clip_count", "--clips")]
+ImageSizeOpt = Annotated[int | None, _opt("image_size", "--image-size")]
+SeedOpt = Annotated[int | None, _opt("seed", "--seed")]
+DrivingModeOpt = Annotated[str | None, _opt("driving_mode", "--driving-mode")]
+NotifyAtOpt = Annotated[
+    str | None,
+    typer.Option("--notify-at", help="ISO 8601 time with offset, e.g. 2026-12-01T09:00+01:00."),
 ]
-CrossfadeOpt = Annotated[
-    float | None, typer.Option("--crossfade", help="Cross-fade between segments, seconds.")
-]
-MaxWordsOpt = Annotated[
-    int | None, typer.Option("--max-words", help="Length of an LLM-written narration.")
-]
-GenreOpt = Annotated[str | None, typer.Option("--genre", help="Music genre.")]
-MusicDurationOpt = Annotated[
-    float | None, typer.Option("--music-duration", help="Seconds of music (default 30).")
-]
-ClipDurationOpt = Annotated[
-    float | None, typer.Option("--clip-duration", help="Seconds per clip (default 5).")
-]
-ImagesOpt = Annotated[int | None, typer.Option("--images", help="Images (default 5).")]
-ClipsOpt = Annotated[int | None, typer.Option("--clips", help="Clips (default 5).")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of images/music.")]
-DrivingModeOpt = Annotated[
-    str | None, typer.Option("--driving-mode", help="loop (default), pingpong or trim.")
-]
+EmailOpt = Annotated[str | None, typer.Option("--email", help="Where to notify.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-EXIT_BAD_INPUT = 2
-EXIT_RUN_FAILED = 1
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -88,7 +96,9 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _read_script_file(path: Path) -> str:
+def _read_script_file(path: Path | None) -> str | None:
+    if path is None:
+        return None
     if not path.is_file():
         raise InvalidInputError(f"script file {str(path)!r} does not exist")
     if path.stat().st_size > MAX_SCRIPT_BYTES:
@@ -102,43 +112,37 @@ def _read_script_file(path: Path) -> str:
         raise InvalidInputError(f"script file {str(path)!r} is not UTF-8 text") from exc
 
 
-def validate_inputs(
-    user_id: str, prompt: str | None, script_file: Path | None, portrait: Path
-) -> tuple[str | None, str | None]:
-    """Check every input of ``generate`` before anything is written.
+def _notify_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidInputError(f"--notify-at {text!r} is not an ISO 8601 time") from exc
 
-    Returns:
-        (prompt, script): the validated prompt or script text (exactly one is not None).
 
-    Raises:
-        InvalidInputError: naming the bad input (user id, prompt, script, portrait);
-            NoFaceError when the portrait shows no face.
-    """
-    from avgen_dagster.backends.textproc import validate_prompt, validate_script
-    from avgen_dagster.media.faces import load_image_rgb, require_face
-    from avgen_dagster.validation import validate_user_id
-
-    validate_user_id(user_id)
-    if (prompt is None) == (script_file is None):
-        raise InvalidInputError("give exactly one of --prompt and --script-file")
-    script = None
-    if prompt is not None:
-        prompt = validate_prompt(prompt)
-    else:
-        assert script_file is not None
-        script = validate_script(_read_script_file(script_file))
-    if portrait.suffix.lower() in VIDEO_SUFFIXES:
-        from avgen_dagster.media.probe import probe_media
-
-        if not portrait.is_file():
-            raise InvalidInputError(f"driving video {str(portrait)!r} does not exist")
-        info = probe_media(portrait)
-        if info.video is None:
-            raise InvalidInputError(f"driving video {portrait.name!r} has no video stream")
-        return prompt, script
-    image = load_image_rgb(portrait)
-    require_face(image, portrait.name)
-    return prompt, script
+def _new_request(
+    user_id: str,
+    portrait: Path,
+    prompt: str | None,
+    script_file: Path | None,
+    options: dict[str, Any],
+    notify_at: str | None = None,
+    email: str | None = None,
+) -> NewRequest:
+    """The CLI's inputs as intake's :class:`NewRequest` (files read; nothing checked here that
+    intake checks — every entry point gets the same checks and messages)."""
+    if prompt is not None and script_file is not None:
+        raise InvalidInputError("give either a prompt or a script (exactly one)")
+    return NewRequest(
+        user_id=user_id,
+        prompt=prompt,
+        script=_read_script_file(script_file),
+        portrait=Upload.from_path(portrait),
+        options={k: v for k, v in options.items() if v is not None},
+        notify_at=_notify_time(notify_at),
+        email=email,
+    )
 
 
 def _ensure_dagster_home(settings: Settings) -> Path:
@@ -151,13 +155,11 @@ def _ensure_dagster_home(settings: Settings) -> Path:
 class _StageProgress:
     """Prints the run's steps as they finish, polling the instance's event log."""
 
-    def __init__(self, instance: Any, run_id: str, total: int, enabled: bool) -> None:
+    def __init__(self, instance: Any, run_id: str, total: int) -> None:
         self._instance = instance
         self._run_id = run_id
         self._stop = threading.Event()
-        self._bar = tqdm(
-            total=total, desc="starting", unit="step", disable=not enabled, file=sys.stderr
-        )
+        self._bar = tqdm(total=total, desc="starting", unit="step", file=sys.stderr, disable=False)
         self._cursor: str | None = None
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -185,10 +187,9 @@ class _StageProgress:
         )
         self._cursor = conn.cursor
         for record in conn.records:
-            if record.event_log_entry.dagster_event is None:
+            ev = record.event_log_entry.dagster_event
+            if ev is None:
                 continue
-            rec = record.event_log_entry
-            ev = rec.dagster_event
             if ev.event_type == dg.DagsterEventType.STEP_START:
                 self._bar.set_description(f"running {ev.step_key}")
             elif ev.event_type == dg.DagsterEventType.STEP_SUCCESS:
@@ -227,215 +228,113 @@ def generate(
     clip_duration: ClipDurationOpt = None,
     image_count: ImagesOpt = None,
     clip_count: ClipsOpt = None,
+    image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
     talking_head_only: Annotated[
         bool, typer.Option("--talking-head-only", help="Skip images, music and clips.")
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record a request and run it now: the talking head plus images, music, clips and a
-    music video (``generation_job``), or only the talking head."""
+    """Take a request in (the same intake as the portal and `avgen request`) and run it now, in
+    this process: the talking head plus images, music, clips and a music video
+    (``generation_job``), or only the talking head."""
+    from avgen_dagster.runner import submit_and_run
+
     try:
-        prompt, script = validate_inputs(user_id, prompt, script_file, portrait)
-        options = _options(
-            target_lufs,
-            crossfade,
-            max_words,
-            genre=genre,
-            music_duration_s=music_duration,
-            clip_duration_s=clip_duration,
-            image_count=image_count,
-            clip_count=clip_count,
-            seed=seed,
-            driving_mode=driving_mode,
+        new = _new_request(
+            user_id,
+            portrait,
+            prompt,
+            script_file,
+            dict(
+                target_lufs=target_lufs,
+                crossfade_s=crossfade,
+                max_words=max_words,
+                genre=genre,
+                music_duration_s=music_duration,
+                clip_duration_s=clip_duration,
+                image_count=image_count,
+                clip_count=clip_count,
+                image_size=image_size,
+                seed=seed,
+                driving_mode=driving_mode,
+            ),
         )
-        resources = _lipsync_resources(lipsync, wav2lip_checkpoint, portrait)
+        resources, backend = _lipsync_resources(lipsync, wav2lip_checkpoint)
+        _ensure_dagster_home(get_settings())
+        outcome = submit_and_run(
+            new,
+            resources=resources,
+            job_name="talking_head_job" if talking_head_only else "generation_job",
+            progress=_StageProgress,
+            photo_only_backend=None if backend == "wav2lip" else backend,
+        )
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    result = run_generation(
-        user_id=user_id,
-        prompt=prompt,
-        script=script,
-        portrait=portrait,
-        options=options,
-        show_progress=True,
-        job_name="talking_head_job" if talking_head_only else "generation_job",
-        resources=resources,
-    )
+    _print_outcome(outcome, as_json)
+    if outcome.status != "Completed":
+        raise _fail(f"generation failed: {outcome.error}", EXIT_RUN_FAILED)
+
+
+def _print_outcome(outcome: RunOutcome, as_json: bool) -> None:
+    out = outcome.outputs
     if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(f"request   {result['request_id']} ({result['status']})")
-        if result["status"] == "Completed":
-            typer.echo(f"MP4       {result['stitched_mp4']}")
-            typer.echo(f"HLS       {result['hls_playlist']}")
-            if result["music_video"]:
-                typer.echo(f"music video {result['music_video']}")
-                typer.echo(f"music     {result['music']}")
-                typer.echo(
-                    f"images    {len(result['images'])} in {Path(result['images'][0]).parent}"
-                )
-    if result["status"] != "Completed":
-        raise _fail(f"generation failed: {result['error']}", EXIT_RUN_FAILED)
+        typer.echo(
+            json.dumps(
+                {
+                    "request_id": outcome.request_id,
+                    "user_id": outcome.user_id,
+                    "status": outcome.status,
+                    "stitched_mp4": out.talking_head_mp4,
+                    "hls_playlist": out.hls_playlist,
+                    "music_video": out.music_video,
+                    "music": out.music,
+                    "images": out.images,
+                    "error": outcome.error,
+                    "run_id": outcome.run_id,
+                }
+            )
+        )
+        return
+    typer.echo(f"request   {outcome.request_id} ({outcome.status})")
+    if outcome.status != "Completed":
+        return
+    typer.echo(f"MP4       {out.talking_head_mp4}")
+    typer.echo(f"HLS       {out.hls_playlist}")
+    if out.music_video:
+        typer.echo(f"music video {out.music_video}")
+        typer.echo(f"music     {out.music}")
+        typer.echo(f"images    {len(out.images)} in {Path(out.images[0]).parent}")
 
 
 def _lipsync_resources(
-    lipsync: str | None, checkpoint: Path | None, portrait: Path
-) -> dict[str, Any] | None:
-    """Resource overrides for the chosen lip-sync backend; the model is loaded (and a missing
-    or wrong checkpoint reported) before anything is recorded."""
+    lipsync: str | None, checkpoint: Path | None
+) -> tuple[dict[str, Any] | None, str]:
+    """Resource overrides for the chosen lip-sync backend, and its name; the model is loaded
+    (and a missing or wrong checkpoint reported) before anything is recorded."""
     from avgen_dagster.resources import LipsyncBackendResource
 
     backend = lipsync or ("wav2lip" if checkpoint else "landmark")
     if backend not in {"landmark", "wav2lip"}:
         raise InvalidInputError(f"--lipsync {lipsync!r}: choose landmark or wav2lip")
     if backend == "landmark":
-        if portrait.suffix.lower() in VIDEO_SUFFIXES:
-            raise InvalidInputError("a driving video needs --lipsync wav2lip (and a checkpoint)")
-        return None
+        return None, backend
     resource = LipsyncBackendResource(
         backend="wav2lip", checkpoint=str(checkpoint) if checkpoint else None
     )
     resource.lipsync()  # fails fast: BackendError names the missing or wrong checkpoint
-    return {"lipsync_backend": resource}
+    return {"lipsync_backend": resource}, backend
 
 
-def _options(
-    target_lufs: float | None,
-    crossfade: float | None,
-    max_words: int | None,
-    **more: Any,
-) -> dict[str, Any]:
-    from avgen_dagster.options import parse_options
-
-    options: dict[str, Any] = {k: v for k, v in more.items() if v is not None}
-    if target_lufs is not None:
-        if not -40.0 <= target_lufs <= -5.0:
-            raise InvalidInputError(f"--target-lufs {target_lufs} is outside -40..-5 LUFS")
-        options["target_lufs"] = target_lufs
-    if crossfade is not None:
-        if not 0.0 <= crossfade <= 2.0:
-            raise InvalidInputError(f"--crossfade {crossfade} is outside 0..2 seconds")
-        options["crossfade_s"] = crossfade
-    if max_words is not None:
-        if not 10 <= max_words <= 600:
-            raise InvalidInputError(f"--max-words {max_words} is outside 10..600")
-        options["max_words"] = max_words
-    return parse_options(options).model_dump(exclude_none=True)
-
-
-def run_generation(
-    *,
-    user_id: str,
-    prompt: str | None,
-    script: str | None,
-    portrait: Path,
-    options: dict[str, Any],
-    show_progress: bool = False,
-    instance: Any = None,
-    resources: dict[str, Any] | None = None,
-    job_name: str = "generation_job",
-) -> dict[str, Any]:
-    """Record a request (inputs already validated) and run ``job_name`` for it.
-
-    Args:
-        instance: a ``DagsterInstance``; default the one at ``DAGSTER_HOME``.
-        resources: resource overrides (tests); default the embedded defaults.
-
-    Returns:
-        ``{"request_id", "user_id", "status", "stitched_mp4", "hls_playlist", "error",
-        "run_id"}`` with file URIs: absolute paths, or object URLs when the content store
-        is an object store (None when the run failed).
-    """
-    import dagster as dg
-    from dagster._core.utils import make_new_run_id
-
-    from avgen_dagster.definitions import build_definitions
-    from avgen_dagster.failures import REQUEST_ID_TAG, mark_request_failed, run_failure_reason
-    from avgen_dagster.media.atomic import atomic_path
-    from avgen_dagster.partitions import user_partitions
-    from avgen_dagster.resources import AppDatabaseResource, ContentStore
-    from avgen_dagster.store.models import RequestStatus, new_request_id
-    from avgen_dagster.store.requests import create_request, get_request
-
-    settings = get_settings()
-    if instance is None:
-        _ensure_dagster_home(settings)
-        instance = dg.DagsterInstance.get()
-    defs = build_definitions(resources)
-    db_resource: AppDatabaseResource = (resources or {}).get("app_db", AppDatabaseResource())
-    content: ContentStore = (resources or {}).get("content", ContentStore())
-    db = db_resource.get()
-
-    request_id = new_request_id()
-    stored_portrait = (
-        content.asset_dir(user_id, request_id, "input")
-        / f"{'driving' if portrait.suffix.lower() in VIDEO_SUFFIXES else 'portrait'}"
-        f"{portrait.suffix.lower()}"
-    )
-    with atomic_path(stored_portrait) as tmp:
-        shutil.copyfile(portrait, tmp)
-    (portrait_uri,) = content.publish(stored_portrait)
-    with db.session() as s:
-        create_request(
-            s,
-            user_id=user_id,
-            prompt=prompt,
-            script=script,
-            portrait_path=portrait_uri,
-            options=options,
-            status=RequestStatus.PROCESSING,
-            request_id=request_id,
-        )
-    if not instance.has_dynamic_partition(user_partitions.name, user_id):
-        instance.add_dynamic_partitions(user_partitions.name, [user_id])
-
-    job = defs.resolve_job_def(job_name)
-    run_id = make_new_run_id()
-    steps = len(job.asset_layer.executable_asset_keys) + len(
-        list(job.asset_layer.asset_graph.asset_check_keys)
-    )
-    with _StageProgress(instance, run_id, steps, enabled=show_progress):
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=user_id,
-            run_id=run_id,
-            tags={REQUEST_ID_TAG: request_id, "avgen/user_id": user_id},
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-    if not result.success:
-        mark_request_failed(db, request_id, run_failure_reason(instance, run_id))
-    with db.session() as s:
-        req = get_request(s, request_id)
-        mp4 = next((p for p in req.video_paths if p.endswith("/talking_head.mp4")), None)
-        playlist = next((p for p in req.video_paths if p.endswith(".m3u8")), None)
-        music_video = next((p for p in req.video_paths if p.endswith("/music_video.mp4")), None)
-        return {
-            "request_id": request_id,
-            "user_id": user_id,
-            "status": req.status,
-            "stitched_mp4": mp4,
-            "hls_playlist": playlist,
-            "music_video": music_video,
-            "images": list(req.image_paths),
-            "music": next((p for p in req.audio_paths or [] if p.endswith(".m4a")), None),
-            "error": req.error,
-            "run_id": run_id,
-        }
-
-
-@app.command("request")
+@request_app.callback(invoke_without_command=True)
 def enqueue_request(
-    user_id: UserIdOpt,
-    portrait: Annotated[Path, typer.Option("--portrait", help="Portrait photo (PNG/JPEG/WebP).")],
+    ctx: typer.Context,
+    user_id: Annotated[str | None, _USER_ID] = None,
+    portrait: Annotated[Path | None, _PORTRAIT] = None,
     prompt: PromptOpt = None,
     script_file: ScriptOpt = None,
-    notify_at: Annotated[
-        str | None,
-        typer.Option("--notify-at", help="ISO 8601 time with offset, e.g. 2026-12-01T09:00+01:00."),
-    ] = None,
-    email: Annotated[str | None, typer.Option("--email", help="Where to notify.")] = None,
+    notify_at: NotifyAtOpt = None,
+    email: EmailOpt = None,
     target_lufs: TargetLufsOpt = None,
     crossfade: CrossfadeOpt = None,
     max_words: MaxWordsOpt = None,
@@ -444,61 +343,70 @@ def enqueue_request(
     clip_duration: ClipDurationOpt = None,
     image_count: ImagesOpt = None,
     clip_count: ClipsOpt = None,
+    image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
+    driving_mode: DrivingModeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Queue a request; the request sensor (``make serve``) picks it up and runs it."""
-    from datetime import datetime
+    """Queue a request; the request sensor (``make serve``) picks it up and runs it.
+    ``avgen request retry ID`` re-queues a Failed request."""
+    from avgen_dagster.intake import submit_request
 
-    from avgen_dagster.intake import NewRequest, submit_request
-    from avgen_dagster.store.session import AppDatabase
-
+    if ctx.invoked_subcommand is not None:
+        return
     try:
-        if (prompt is None) == (script_file is None):
-            raise InvalidInputError("give exactly one of --prompt and --script-file")
-        script = _read_script_file(script_file) if script_file is not None else None
-        when = None
-        if notify_at:
-            try:
-                when = datetime.fromisoformat(notify_at)
-            except ValueError as exc:
-                raise InvalidInputError(f"--notify-at {notify_at!r} is not ISO 8601") from exc
-        if not portrait.is_file():
-            raise InvalidInputError(f"portrait {str(portrait)!r} does not exist")
-        if portrait.stat().st_size > 50 * 1024 * 1024:
-            raise InvalidInputError(f"portrait {str(portrait)!r} is larger than 50 MB")
+        if user_id is None or portrait is None:
+            raise InvalidInputError("give --user-id and --portrait (or a subcommand: retry)")
+        new = _new_request(
+            user_id,
+            portrait,
+            prompt,
+            script_file,
+            dict(
+                target_lufs=target_lufs,
+                crossfade_s=crossfade,
+                max_words=max_words,
+                genre=genre,
+                music_duration_s=music_duration,
+                clip_duration_s=clip_duration,
+                image_count=image_count,
+                clip_count=clip_count,
+                image_size=image_size,
+                seed=seed,
+                driving_mode=driving_mode,
+            ),
+            notify_at=notify_at,
+            email=email,
+        )
         settings = get_settings()
         _ensure_dagster_home(settings)
-        request_id = submit_request(
-            AppDatabase(settings.database_url),
-            settings.content_tree(),
-            NewRequest(
-                user_id=user_id,
-                prompt=prompt,
-                script=script,
-                portrait=portrait.read_bytes(),
-                portrait_name=portrait.name,
-                options=_options(
-                    target_lufs,
-                    crossfade,
-                    max_words,
-                    genre=genre,
-                    music_duration_s=music_duration,
-                    clip_duration_s=clip_duration,
-                    image_count=image_count,
-                    clip_count=clip_count,
-                    seed=seed,
-                ),
-                notify_at=when,
-                email=email,
-            ),
-        )
+        request_id = submit_request(settings.database(), settings.content_tree(), new)
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     if as_json:
         typer.echo(json.dumps({"request_id": request_id, "user_id": user_id, "status": "Queued"}))
     else:
         typer.echo(f"request {request_id} queued for {user_id}")
+
+
+@request_app.command("retry")
+def retry_request(
+    request_id: Annotated[str, typer.Argument(help="The id of a Failed request.")],
+) -> None:
+    """Re-queue a Failed request under a new run key (same id, inputs and history)."""
+    from avgen_dagster.store import status
+    from avgen_dagster.validation import validate_request_id
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    try:
+        validate_request_id(request_id)
+        with settings.database().session() as s:
+            req = status.retry(s, request_id, by="avgen request retry")
+            attempt = req.attempt
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"request {request_id} queued again (attempt {attempt + 1})")
 
 
 @user_app.command("create")
@@ -512,12 +420,11 @@ def user_create(
     """Create the user (or keep it) and set a new access code; prints the code once."""
     from avgen_dagster.auth import normalise_email, set_access_code
     from avgen_dagster.store.requests import ensure_user
-    from avgen_dagster.store.session import AppDatabase
 
     settings = get_settings()
     _ensure_dagster_home(settings)
     try:
-        with AppDatabase(settings.database_url).session() as s:
+        with settings.database().session() as s:
             ensure_user(s, user_id, email=normalise_email(email) if email else None)
             code = set_access_code(s, user_id, access_code)
     except AvgenError as exc:
@@ -561,14 +468,14 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Alembic revision.")] = "head",
 ) -> None:
     """Create or upgrade the app database schema (AVGEN_DATABASE_URL or SQLite)."""
-    from sqlalchemy import make_url
-
-    from avgen_dagster.store.session import upgrade_database
+    from avgen_dagster.store.session import shown_url, upgrade_database
 
     url = get_settings().database_url
-    upgrade_database(url, revision)
-    shown = make_url(url).render_as_string(hide_password=True)
-    typer.echo(f"app database at {shown} upgraded to {revision}")
+    try:
+        upgrade_database(url, revision)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"app database at {shown_url(url)} upgraded to {revision}")
 
 
 if __name__ == "__main__":

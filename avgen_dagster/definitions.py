@@ -19,30 +19,27 @@ from avgen_dagster.resources import (
     TextBackendResource,
     VideoBackendResource,
 )
+from avgen_dagster.resources.io import RequestOutputsIOManager
 from avgen_dagster.resources.notifier import notifier_from_env
-from avgen_dagster.sensors import notification_sensor, request_failure_sensor, request_sensor
-from avgen_dagster.settings import get_settings
-from avgen_dagster.store.content import is_url
+from avgen_dagster.sensors import (
+    lost_run_sensor,
+    notification_sensor,
+    request_canceled_sensor,
+    request_failure_sensor,
+    request_sensor,
+)
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIOManagerFactory]:
     """The embedded-default resources (paths and URLs from the environment, see settings).
 
-    With an object-store content root (``AVGEN_CONTENT_URL``) asset outputs (the small
-    manifests of file URIs) are kept there too, under ``<root>/.dagster-io`` (never served: the
-    media server refuses hidden paths), through Dagster's own pickling IO manager, which
-    writes to any ``universal_pathlib`` URL: a re-execution in another pod (retry from
-    failure, one asset alone) loads its inputs from there. Otherwise Dagster's default
-    file-system IO manager under ``DAGSTER_HOME``.
+    Asset outputs (the small manifests of file URIs) are kept per request beside the request's
+    files — ``<content root>/<user_id>/<request_id>/.outputs/`` on the local folder or the
+    object store (:class:`~avgen_dagster.resources.io.RequestOutputsIOManager`) — so runs of one
+    user never read each other's, and a re-execution in another pod loads its inputs.
     """
-    settings = get_settings()
-    shared_io: dict[str, dg.ConfigurableIOManagerFactory] = {}
-    if settings.content_url and is_url(settings.content_url):
-        shared_io["io_manager"] = dg.FilesystemIOManager(
-            base_dir=f"{settings.content_url.rstrip('/')}/.dagster-io"
-        )
     return {
-        **shared_io,
+        "io_manager": RequestOutputsIOManager(),
         "app_db": AppDatabaseResource(),
         "content": ContentStore(),
         "text_backend": TextBackendResource(),
@@ -63,7 +60,13 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
         assets=dg.load_assets_from_modules([talking_head, visuals, records]),
         asset_checks=talking_head_checks,
         jobs=[generation_job, talking_head_job, notify_job],
-        sensors=[request_sensor, notification_sensor, request_failure_sensor],
+        sensors=[
+            request_sensor,
+            notification_sensor,
+            request_failure_sensor,
+            request_canceled_sensor,
+            lost_run_sensor,
+        ],
         resources={**default_resources(), **(resources or {})},
         # One process per run, not per step: each step would otherwise import torch and
         # MediaPipe and reload its model (5-8 s a step on two cores); pools still apply.

@@ -30,3 +30,7 @@ class BackendError(AvgenError):
 
 class ContentStoreError(AvgenError):
     """The content store (local folder or object store) cannot be read or written."""
+
+
+class DatabaseUnavailableError(AvgenError):
+    """The app database cannot be reached or opened (the message hides any password)."""

@@ -1,139 +1,204 @@
-"""Taking in a request (portal and ``avgen request``): validate everything, store, queue.
+"""The one intake: every entry point (``avgen generate``, ``avgen request``, the portal, the HTTP
+API) takes a request in here — the same checks, limits and messages, the same normalisation of
+the face source, one database row.
 
-Nothing is written unless every input is acceptable: the portrait is decoded, checked for a
-face and re-encoded as PNG (so what is stored is a clean image, whatever was uploaded), then
-saved atomically under ``<content root>/<user_id>/<request_id>/input/`` (uploaded when the
-content store is an object store), and the request row is inserted Queued for the intake
-sensor.
+Nothing is written unless every input is acceptable:
+
+* user id ``[A-Za-z0-9_-]{1,64}``; exactly one of prompt and script, control characters
+  stripped (newlines and tabs kept), within the length limits;
+* options parsed once into :class:`~avgen_dagster.options.RequestOptions` and stored complete;
+* a notification time with a time zone, not in the past (a few minutes of grace for a form
+  filled slowly), at most :data:`MAX_NOTIFY_AHEAD` ahead; an email address that is valid;
+* the portrait photo or driving video checked by :mod:`avgen_dagster.portraits` (formats,
+  byte and pixel limits, a face), then stored atomically under
+  ``<content root>/<user_id>/<request_id>/input/`` (uploaded when the content store is an
+  object store).
+
+The row is inserted Queued for the request sensor — or, for ``avgen generate``, straight to
+Processing with the run id it is about to execute (one transaction, so the sensor never sees
+it Queued). The ``request`` asset trusts what intake guaranteed and does not check again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
-
 from avgen_dagster.errors import ContentStoreError, InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
-from avgen_dagster.options import parse_options
+from avgen_dagster.options import RequestOptions, parse_options
+from avgen_dagster.outputs import PORTRAIT_PNG, driving_video_name
+from avgen_dagster.portraits import FaceSource, Upload, check_face_source
+from avgen_dagster.store import status
 from avgen_dagster.store.content import ContentTree
-from avgen_dagster.store.models import RequestStatus, new_request_id, utcnow
+from avgen_dagster.store.models import new_request_id, utcnow
 from avgen_dagster.store.requests import create_request, ensure_user
 from avgen_dagster.store.session import AppDatabase
-from avgen_dagster.validation import validate_user_id
+from avgen_dagster.validation import strip_control_characters, validate_user_id
 
-MAX_PORTRAIT_BYTES = 10 * 1024 * 1024
-PORTRAIT_FORMATS = {"PNG", "JPEG", "WEBP"}
-MAX_PORTRAIT_PIXELS = 40_000_000
+MAX_NOTIFY_AHEAD = timedelta(days=366)
+NOTIFY_PAST_GRACE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
 class NewRequest:
-    """What a user asks for. Exactly one of ``prompt`` and ``script``."""
+    """What a user asks for, as handed in (unvalidated). Exactly one of ``prompt`` and
+    ``script``; ``options`` a :class:`RequestOptions` or a dict of its fields."""
 
     user_id: str
     prompt: str | None
     script: str | None
-    portrait: bytes
-    portrait_name: str
-    options: dict[str, Any]
+    portrait: Upload
+    options: RequestOptions | dict[str, Any] | None = None
     notify_at: datetime | None = None
     email: str | None = None
 
 
-def decode_portrait(data: bytes, name: str) -> np.ndarray:
-    """Decode an uploaded portrait to RGB uint8 (H, W, 3) after type and size checks.
+@dataclass(frozen=True)
+class CheckedRequest:
+    """A request every check has passed: what gets stored."""
+
+    user_id: str
+    prompt: str | None
+    script: str | None
+    face: FaceSource
+    options: RequestOptions
+    notify_at: datetime | None
+    email: str | None
+
+
+def check_text(prompt: str | None, script: str | None) -> tuple[str | None, str | None]:
+    """The prompt or script (exactly one), control characters stripped, within its limits.
 
     Raises:
-        InvalidInputError: over :data:`MAX_PORTRAIT_BYTES`, not PNG/JPEG/WebP, corrupt, or
-            too many pixels — each naming the file.
+        InvalidInputError: neither or both given; empty after stripping; too long; a script
+            with nothing speakable.
     """
-    if len(data) > MAX_PORTRAIT_BYTES:
+    from avgen_dagster.backends.textproc import validate_prompt, validate_script
+
+    if (prompt is None) == (script is None):
+        raise InvalidInputError("give either a prompt or a script (exactly one)")
+    if prompt is not None:
+        return validate_prompt(strip_control_characters(prompt)), None
+    assert script is not None
+    return None, validate_script(strip_control_characters(script))
+
+
+def check_notify_at(when: datetime | None, now: datetime | None = None) -> datetime | None:
+    """The notification time as aware UTC (None: as soon as the content is ready).
+
+    A time up to :data:`NOTIFY_PAST_GRACE` in the past means "now".
+
+    Raises:
+        InvalidInputError: no time zone; in the past; more than :data:`MAX_NOTIFY_AHEAD`
+            ahead (including times too far out to represent in UTC).
+    """
+    if when is None:
+        return None
+    if when.tzinfo is None or when.utcoffset() is None:
         raise InvalidInputError(
-            f"portrait {name!r} is {len(data) / 1e6:.1f} MB; the limit is "
-            f"{MAX_PORTRAIT_BYTES / 1e6:.0f} MB"
+            f"notification time {when.isoformat()} has no time zone; add one, e.g. +01:00"
         )
-    if not data:
-        raise InvalidInputError(f"portrait {name!r} is empty")
+    now = now or utcnow()
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in PORTRAIT_FORMATS:
-                raise InvalidInputError(
-                    f"portrait {name!r} is {img.format or 'an unknown format'}; use PNG, JPEG "
-                    "or WebP"
-                )
-            if img.width * img.height > MAX_PORTRAIT_PIXELS:
-                raise InvalidInputError(f"portrait {name!r} has too many pixels")
-            from PIL import ImageOps
+        utc = when.astimezone(UTC)
+    except OverflowError:
+        utc = datetime.max.replace(tzinfo=UTC)
+    if utc > now + MAX_NOTIFY_AHEAD:
+        raise InvalidInputError(
+            f"notification time {when.isoformat()} is more than {MAX_NOTIFY_AHEAD.days} days away"
+        )
+    if utc < now - NOTIFY_PAST_GRACE:
+        raise InvalidInputError(
+            f"notification time {when.isoformat()} is in the past; leave it empty to be told "
+            "as soon as your content is ready"
+        )
+    return max(utc, now)
 
-            rgb = ImageOps.exif_transpose(img).convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise InvalidInputError(f"portrait {name!r} is not a readable image") from exc
+
+def check_request(new: NewRequest, *, photo_only_backend: str | None = None) -> CheckedRequest:
+    """Every check of intake, in the order a user would fix them; writes nothing.
+
+    Args:
+        photo_only_backend: the name of the lip-sync backend that will run, when the caller
+            knows it animates still photos only (``"landmark"``): a driving video is then
+            refused here rather than failing the run.
+
+    Raises:
+        InvalidInputError / NoFaceError: naming the bad input.
+    """
+    from avgen_dagster.auth import normalise_email
+
+    validate_user_id(new.user_id)
+    prompt, script = check_text(new.prompt, new.script)
+    options = parse_options(new.options)
+    notify_at = check_notify_at(new.notify_at)
+    email = normalise_email(new.email) if new.email else None
+    face = check_face_source(new.portrait)
+    if face.kind == "video" and photo_only_backend:
+        raise InvalidInputError(
+            f"portrait {new.portrait.name!r} is a driving video; the {photo_only_backend} "
+            "lip-sync backend animates still photos only (use wav2lip for a driving video)"
+        )
+    return CheckedRequest(new.user_id, prompt, script, face, options, notify_at, email)
 
 
-def submit_request(db: AppDatabase, content: ContentTree | Path | str, new: NewRequest) -> str:
-    """Validate ``new``, store its portrait and queue it; return the request id.
+def submit_request(
+    db: AppDatabase,
+    content: ContentTree | Path | str,
+    new: NewRequest,
+    *,
+    run_id: str | None = None,
+    photo_only_backend: str | None = None,
+) -> str:
+    """Check ``new``, store its face source and record it; return the request id.
 
-    ``content`` is the content store (a :class:`ContentTree`, or a local folder).
-
-    A ``notify_at`` in the past means "as soon as it is ready" (stored as now, UTC).
+    Args:
+        content: the content store (a :class:`ContentTree`, or a local folder).
+        run_id: the id of a run the caller is about to execute in-process for this request
+            (``avgen generate``): the row is created Processing with that run id. Default:
+            Queued, for the request sensor.
+        photo_only_backend: see :func:`check_request`.
 
     Raises:
         InvalidInputError / NoFaceError: naming the bad input; nothing is written.
+        ContentStoreError: the face source could not be stored; nothing is recorded.
     """
-    from avgen_dagster.auth import normalise_email
-    from avgen_dagster.backends.textproc import validate_prompt, validate_script
-    from avgen_dagster.media.faces import require_face
-
-    validate_user_id(new.user_id)
-    if (new.prompt is None) == (new.script is None):
-        raise InvalidInputError("give either a prompt or a script (exactly one)")
-    prompt = validate_prompt(new.prompt) if new.prompt is not None else None
-    script = validate_script(new.script) if new.script is not None else None
-    email = normalise_email(new.email) if new.email else None
-    options = parse_options(new.options).model_dump(exclude_none=True)
-    notify_at = new.notify_at
-    if notify_at is not None:
-        if notify_at.tzinfo is None:
-            raise InvalidInputError("notification time needs a time zone")
-        notify_at = max(notify_at, utcnow())
-    image = decode_portrait(new.portrait, new.portrait_name)
-    require_face(image, new.portrait_name)
-
+    checked = check_request(new, photo_only_backend=photo_only_backend)
+    if not isinstance(content, ContentTree):
+        content = ContentTree(content)
     request_id = new_request_id()
-    tree = content if isinstance(content, ContentTree) else ContentTree(content)
-    stored = tree.work_dir(new.user_id, request_id, "input") / "portrait.png"
+    name = PORTRAIT_PNG if checked.face.kind == "photo" else driving_video_name(checked.face.suffix)
+    stored = content.work_dir(checked.user_id, request_id) / name
+    stored.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(stored) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+        tmp.write_bytes(checked.face.data)
     stored_uri = None
     try:
-        (stored_uri,) = tree.publish(stored)
+        (stored_uri,) = content.publish(stored)
         with db.session() as s:
-            ensure_user(s, new.user_id, email=email)
+            ensure_user(s, checked.user_id, email=checked.email)
             create_request(
                 s,
-                user_id=new.user_id,
-                prompt=prompt,
-                script=script,
+                user_id=checked.user_id,
+                prompt=checked.prompt,
+                script=checked.script,
                 portrait_path=stored_uri,
-                options=options,
-                status=RequestStatus.QUEUED,
+                options=checked.options.to_json(),
                 request_id=request_id,
-                notify_at=notify_at,
-                notify_address=email,
+                notify_at=checked.notify_at,
+                notify_address=checked.email,
             )
+            if run_id is not None:
+                status.submit(s, request_id, run_id=run_id)
     except BaseException:
-        # The row did not commit: remove the portrait so no orphan folder is left.
+        # The row did not commit: remove the face source so no orphan folder is left.
         if stored_uri is not None:
             with contextlib.suppress(ContentStoreError):  # keep the original error
-                tree.delete(stored_uri)
+                content.delete(stored_uri)
         stored.unlink(missing_ok=True)
         for folder in (stored.parent, stored.parent.parent):
             if folder.exists() and not any(folder.iterdir()):

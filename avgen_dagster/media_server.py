@@ -110,6 +110,20 @@ def resolve_media_uri(content: ContentTree, token: str, path: str, secret: str) 
     return uri
 
 
+MAX_PATH_CHARS = 1024
+
+
+def malformed_path(token: str, path: str) -> str | None:
+    """Why a media URL's token or path cannot name a file (NUL or other control characters,
+    longer than :data:`MAX_PATH_CHARS`), or None when it is well formed."""
+    for part in (token, path):
+        if len(part) > MAX_PATH_CHARS:
+            return f"path longer than {MAX_PATH_CHARS} characters"
+        if any(ord(c) < 32 or ord(c) == 127 for c in part):
+            return "path has control characters"
+    return None
+
+
 def create_app(content: ContentTree | Path, secret: str) -> Starlette:
     """The Starlette app serving generated content under signed URLs.
 
@@ -123,6 +137,8 @@ def create_app(content: ContentTree | Path, secret: str) -> Starlette:
 
     async def media(request: Request) -> Response:
         token, path = request.path_params["token"], request.path_params["path"]
+        if problem := malformed_path(token, path):
+            return PlainTextResponse(problem, status_code=400)
         media_type = MEDIA_TYPES.get(PurePosixPath(path).suffix.lower(), "application/octet-stream")
         try:
             if not tree.is_remote:
@@ -136,6 +152,9 @@ def create_app(content: ContentTree | Path, secret: str) -> Starlette:
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
         except InvalidInputError as exc:
             return PlainTextResponse(str(exc), status_code=404)
+        except (OSError, ValueError):
+            # Whatever else the OS refuses about a name (too long a part, …): not a file here.
+            return PlainTextResponse("no such file", status_code=404)
         except ContentStoreError as exc:
             return PlainTextResponse(f"content store unavailable: {exc}", status_code=502)
 

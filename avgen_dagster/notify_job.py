@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from avgen_dagster.failures import REQUEST_ID_TAG
 from avgen_dagster.notifications.channels import (
     NotifierConfigError,
     PermanentSendError,
@@ -11,6 +10,7 @@ from avgen_dagster.notifications.channels import (
 from avgen_dagster.notifications.delivery import build_message, deliver
 from avgen_dagster.resources import AppDatabaseResource
 from avgen_dagster.resources.notifier import NotifierResource
+from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.settings import secret_key
 from avgen_dagster.store.notifications import get_notification
 

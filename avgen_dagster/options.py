@@ -1,20 +1,19 @@
-"""A request's options (pydantic): what to make and how, with defaults and limits.
+"""A request's options: the one typed model from intake to every asset.
 
-Stored as JSON in ``generation_requests.options``; validated when the request is taken in and
-again when a run reads it, so a bad value is refused before any work with a message that names
-the option.
+:class:`RequestOptions` holds every option's default, range and help text — the CLI flags
+(:func:`option_help`), the portal form (:func:`option_range`) and the HTTP API read them from
+here. Intake parses the options once (:func:`parse_options`), stores them complete (every
+field, defaults included, so a later change of a default never alters a stored request), and
+the ``request`` asset hands the typed object to every asset.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from avgen_dagster.errors import InvalidInputError
-
-MAX_MUSIC_DURATION_S = 300.0
-MAX_CLIP_DURATION_S = 60.0
 
 
 class RequestOptions(BaseModel):
@@ -22,19 +21,47 @@ class RequestOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    genre: str = Field(default="ambient", description="Music genre (see backends.music.GENRES).")
-    music_duration_s: float = Field(default=30.0, gt=0, le=MAX_MUSIC_DURATION_S)
-    clip_duration_s: float = Field(default=5.0, gt=0, le=MAX_CLIP_DURATION_S)
-    image_count: int = Field(default=5, ge=1, le=20)
-    clip_count: int = Field(default=5, ge=1, le=20)
-    image_size: int = Field(default=512, ge=128, le=2048)
-    seed: int = Field(default=0, ge=0)
-    target_lufs: float | None = Field(default=None, ge=-40.0, le=-5.0)
-    crossfade_s: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_words: int | None = Field(default=None, ge=10, le=600)
+    genre: str = Field(
+        default="ambient",
+        description="Music genre: ambient, lofi, rock, electronic, jazz, classical or pop.",
+    )
+    music_duration_s: float = Field(default=30.0, gt=0, le=300.0, description="Music, seconds.")
+    clip_duration_s: float = Field(default=5.0, gt=0, le=60.0, description="Each clip, seconds.")
+    image_count: int = Field(default=5, ge=1, le=20, description="Number of images.")
+    clip_count: int = Field(default=5, ge=1, le=20, description="Number of video clips.")
+    image_size: int = Field(default=512, ge=128, le=2048, description="Image side, pixels.")
+    seed: int = Field(
+        default=0, ge=0, le=2**31 - 1, description="Seed of every random source (voice too)."
+    )
+    target_lufs: float = Field(
+        default=-16.0,
+        ge=-40.0,
+        le=-5.0,
+        description=(
+            "Narration loudness, LUFS (ITU-R BS.1770-4): -16 for web speech, -23 for EBU R128 "
+            "broadcast."
+        ),
+    )
+    crossfade_s: float = Field(
+        default=0.25, ge=0.0, le=2.0, description="Cross-fade between segments, seconds."
+    )
+    max_words: int = Field(
+        default=160,
+        ge=10,
+        le=600,
+        description="Length of an LLM-written narration, words (160 is about 45 s).",
+    )
     driving_mode: Literal["loop", "pingpong", "trim"] = Field(
         default="loop", description="How a driving video is fitted to the narration's length."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none_means_default(cls, data: Any) -> Any:
+        # Rows stored before options were complete hold null for "the default".
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     @field_validator("genre")
     @classmethod
@@ -46,19 +73,62 @@ class RequestOptions(BaseModel):
             raise ValueError(f"unknown music genre {value!r}; choose one of: {', '.join(GENRES)}")
         return name
 
+    def to_json(self) -> dict[str, Any]:
+        """Every field as stored in ``generation_requests.options``."""
+        return self.model_dump(mode="json")
 
-def parse_options(raw: dict[str, Any] | None) -> RequestOptions:
-    """Validate ``raw`` (None → all defaults).
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def parse_options(raw: RequestOptions | dict[str, Any] | None) -> RequestOptions:
+    """Validate ``raw`` (None → all defaults; a :class:`RequestOptions` passes through).
 
     Raises:
-        InvalidInputError: naming each bad option and why.
+        InvalidInputError: naming each bad option and why, e.g. ``"bad request option —
+            target_lufs: Input should be less than or equal to -5"``.
     """
+    if isinstance(raw, RequestOptions):
+        return raw
     try:
         return RequestOptions.model_validate(raw or {})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "options"
-            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] in _RANGE_ERRORS and where in RequestOptions.model_fields:
+                lo, hi = option_range(where)
+                msg = f"{err['input']} is outside {lo:g}..{hi:g}"
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {msg}")
         raise InvalidInputError("bad request option — " + "; ".join(problems)) from exc
+
+
+def option_range(name: str) -> tuple[float | None, float | None]:
+    """The inclusive ``(min, max)`` an option allows (None where unbounded); a strict bound
+    (``gt``) is reported as is — the model refuses the bound itself."""
+    lo = hi = None
+    for meta in RequestOptions.model_fields[name].metadata:
+        lo = getattr(meta, "ge", None) if getattr(meta, "ge", None) is not None else lo
+        lo = getattr(meta, "gt", None) if getattr(meta, "gt", None) is not None else lo
+        hi = getattr(meta, "le", None) if getattr(meta, "le", None) is not None else hi
+    return lo, hi
+
+
+def option_default(name: str) -> Any:
+    """The option's default value."""
+    return RequestOptions.model_fields[name].default
+
+
+def option_help(name: str) -> str:
+    """Help text for a CLI flag or form field: the description, the range and the default."""
+    field = RequestOptions.model_fields[name]
+    lo, hi = option_range(name)
+    parts = [field.description or name]
+    if lo is not None or hi is not None:
+        parts.append(
+            f"Range {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}."
+        )
+    parts.append(f"Default {field.default}.")
+    return " ".join(parts)

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from avgen_dagster.store.content import ContentTree
+    from avgen_dagster.store.session import AppDatabase
 
 
 class Settings(BaseSettings):
@@ -84,10 +85,22 @@ class Settings(BaseSettings):
         )
 
     def content_tree(self) -> ContentTree:
-        """The :class:`~avgen_dagster.store.content.ContentTree` these settings name."""
-        from avgen_dagster.store.content import ContentTree
+        """The process's :class:`~avgen_dagster.store.content.ContentTree` for these settings
+        (one per root and working copy: :func:`~avgen_dagster.store.content.content_tree`)."""
+        from avgen_dagster.store.content import content_tree
 
-        return ContentTree(self.content_location, cache_dir=self.content_cache_path)
+        return content_tree(self.content_location, str(self.content_cache_path))
+
+    def database(self) -> AppDatabase:
+        """The process's :class:`~avgen_dagster.store.session.AppDatabase` at
+        :attr:`database_url` (:func:`~avgen_dagster.store.session.app_database`).
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+        """
+        from avgen_dagster.store.session import app_database
+
+        return app_database(self.database_url)
 
     @property
     def database_url(self) -> str:

@@ -44,3 +44,29 @@ def validate_request_id(request_id: str) -> str:
     if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.match(request_id):
         raise InvalidInputError(f"request id {request_id!r} is not a 32-character hex id")
     return request_id
+
+
+# Bidirectional-text controls (Unicode UAX #9): LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI, and
+# the LRM/RLM/ALM marks. In a prompt they only serve to make shown text differ from stored text.
+_BIDI_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
+_KEPT_CONTROLS = frozenset("\n\t")
+
+
+def strip_control_characters(text: str) -> str:
+    """``text`` without control characters: C0/C1 controls (Unicode category Cc: NUL, BEL,
+    ESC…) and bidirectional controls are removed; newlines and tabs are kept (``\\r\\n`` and
+    ``\\r`` become ``\\n``).
+
+    So a prompt like ``"hi\\x07\\x1b[2J"`` is stored and shown as ``"hi[2J"``, never rings a
+    terminal's bell, clears a screen or reverses the text around it.
+    """
+    import unicodedata
+
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(
+        c
+        for c in text
+        if c in _KEPT_CONTROLS or (c not in _BIDI_CONTROLS and unicodedata.category(c) != "Cc")
+    )

@@ -19,8 +19,10 @@ from avgen_dagster.backends.music import GENRES as MUSIC_GENRES
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.intake import NewRequest, submit_request
 from avgen_dagster.media_server import media_url
-from avgen_dagster.options import RequestOptions
+from avgen_dagster.outputs import RequestOutputs
+from avgen_dagster.portraits import Upload
 from avgen_dagster.settings import Settings, get_settings, secret_key
+from avgen_dagster.store import status
 from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.models import (
     GenerationRequest,
@@ -28,7 +30,7 @@ from avgen_dagster.store.models import (
     NotificationStatus,
     RequestStatus,
 )
-from avgen_dagster.store.requests import list_requests, log_view
+from avgen_dagster.store.requests import get_request, list_requests, log_view, outputs_of
 from avgen_dagster.store.session import AppDatabase
 
 USER_KEY = "avgen_user_id"
@@ -37,14 +39,6 @@ VIEWED_KEY = "avgen_viewed"
 GALLERY_LIMIT_KEY = "avgen_gallery_limit"
 GALLERY_PAGE_SIZE = 20
 PROCESSING_MESSAGE = "Your content is being generated. Please check back later."
-MP4_IN_REQUEST = "stitched_mp4/talking_head.mp4"
-HLS_IN_REQUEST = "hls/index.m3u8"
-SCRIPT_IN_REQUEST = "script/script.txt"
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _database(url: str) -> AppDatabase:
-    return AppDatabase(url)
 
 
 def settings() -> Settings:
@@ -53,8 +47,8 @@ def settings() -> Settings:
 
 
 def database() -> AppDatabase:
-    """The app database at the settings' URL (migrated once per process, then cached)."""
-    return _database(settings().database_url)
+    """The app database at the settings' URL (the process's one, migrated once)."""
+    return settings().database()
 
 
 def current_user() -> str | None:
@@ -111,9 +105,7 @@ class GalleryItem:
     script: str | None
     error: str | None
     options: dict[str, Any] = field(default_factory=dict)
-    video_paths: list[str] = field(default_factory=list)
-    image_paths: list[str] = field(default_factory=list)
-    audio_paths: list[str] = field(default_factory=list)
+    outputs: RequestOutputs = field(default_factory=RequestOutputs)
     notification: str | None = None
     notification_failed: bool = False
 
@@ -138,9 +130,7 @@ def _item(req: GenerationRequest, note: Notification | None = None) -> GalleryIt
         script=req.script,
         error=req.error,
         options=dict(req.options or {}),
-        video_paths=list(req.video_paths or []),
-        image_paths=list(req.image_paths or []),
-        audio_paths=list(getattr(req, "audio_paths", None) or []),
+        outputs=outputs_of(req),
         notification=text,
         notification_failed=failed,
     )
@@ -173,6 +163,18 @@ def relative_in_request(user_id: str, request_id: str, path: str | None) -> str 
 def content_tree() -> ContentTree:
     """The content store of the settings (local folder or object store)."""
     return settings().content_tree()
+
+
+def retry_request(db: AppDatabase, user_id: str, request_id: str) -> None:
+    """Re-queue the user's own Failed request (Failed → Queued, a new run key).
+
+    Raises:
+        InvalidInputError: not the user's request. TransitionError: not Failed.
+    """
+    with db.session() as s:
+        if get_request(s, request_id).user_id != user_id:
+            raise InvalidInputError(f"request {request_id} is not {user_id!r}'s")
+        status.retry(s, request_id, by="portal")
 
 
 def signed_url(user_id: str, request_id: str, path_in_request: str) -> str:
@@ -208,7 +210,6 @@ MODE_PROMPT = "Write it from my prompt"
 MODE_SCRIPT = "Use my own script"
 PORTRAIT_TYPES = ("png", "jpg", "jpeg", "webp")
 GENRES: tuple[str, ...] = tuple(MUSIC_GENRES)
-OPTION_DEFAULTS = RequestOptions()
 
 
 @st.cache_data(show_spinner=False)
@@ -270,31 +271,25 @@ def notify_at(form: RequestForm) -> datetime | None:
 
 
 def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
-    """Validate the form and queue the request through :func:`submit_request`; return its id.
+    """Queue the form's request through the one intake (:func:`submit_request`); return its id.
 
-    Options stored: ``genre``, ``music_duration_s``, ``clip_duration_s`` (seconds),
-    ``image_count``, ``clip_count`` (limits: :class:`avgen_dagster.options.RequestOptions`,
-    enforced by intake). The portrait's type, size and face are checked by intake.
+    Every check — text, options (:class:`avgen_dagster.options.RequestOptions`), notification
+    time, email, the portrait's type, size, pixels and face — is intake's, with intake's
+    messages, exactly as for ``avgen request`` and the API.
 
     Raises:
         InvalidInputError / NoFaceError: with a user-readable message; nothing is stored.
     """
     if form.mode not in (MODE_PROMPT, MODE_SCRIPT):
         raise InvalidInputError(f"unknown narration mode {form.mode!r}")
-    if form.genre not in GENRES:
-        raise InvalidInputError(f"unknown music genre {form.genre!r}; choose one of the list")
     if form.portrait is None:
         raise InvalidInputError("choose a portrait photo to upload")
-    text = form.text.strip()
-    if not text:
-        what = "prompt" if form.mode == MODE_PROMPT else "script"
-        raise InvalidInputError(f"the {what} is empty")
+    text = form.text
     new = NewRequest(
         user_id=user_id,
         prompt=text if form.mode == MODE_PROMPT else None,
         script=text if form.mode == MODE_SCRIPT else None,
-        portrait=form.portrait,
-        portrait_name=form.portrait_name or "portrait",
+        portrait=Upload(form.portrait_name or "portrait", form.portrait),
         options={
             "genre": form.genre,
             "music_duration_s": float(form.music_duration_s),

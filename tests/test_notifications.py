@@ -21,8 +21,9 @@ from aiosmtpd.controller import Controller
 from avgen_dagster import sensors
 from avgen_dagster.auth import authenticate_token
 from avgen_dagster.errors import InvalidInputError
-from avgen_dagster.failures import REQUEST_ID_TAG
+from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.portraits import Upload
 from avgen_dagster.media.video_io import encode_segment_mp4
 from avgen_dagster.notifications.channels import ConsoleChannel, SendGridChannel
 from avgen_dagster.notifications.delivery import build_message, deliver
@@ -37,7 +38,9 @@ from avgen_dagster.store.notifications import (
     get_notification,
     message_id_for,
 )
-from avgen_dagster.store.requests import get_request, mark_completed
+from avgen_dagster.outputs import RequestOutputs
+from avgen_dagster.store import status
+from avgen_dagster.store.requests import get_request
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
 API_KEY = "SG.test-key"
@@ -95,15 +98,19 @@ def _completed_request(
         env.content,
         NewRequest(
             user_id="ada", prompt="Tell me about tides", script=None,
-            portrait=SAMPLE_PORTRAIT.read_bytes(), portrait_name="p.png", options={},
+            portrait=Upload("p.png", SAMPLE_PORTRAIT.read_bytes()), options={},
             notify_at=notify_at, email=email,
         ),
     )  # fmt: skip
     mp4 = env.content / "ada" / rid / "stitched_mp4" / "talking_head.mp4"
     frames = (np.full((64, 64, 3), 100, np.uint8) for _ in range(25))
     encode_segment_mp4(frames, 25, np.zeros(16000, np.float32), 16000, mp4)
+    made = RequestOutputs(
+        talking_head_mp4=str(mp4), hls_playlist=str(mp4.parent.parent / "hls/index.m3u8")
+    )
     with db.session() as s:
-        mark_completed(s, rid, video_paths=[str(mp4), str(mp4.parent.parent / "hls/index.m3u8")])
+        status.submit(s, rid)
+        status.complete(s, rid, made, run_id="run-1")
     return rid
 
 
@@ -282,14 +289,17 @@ def test_due_before_the_content_is_ready_goes_out_when_it_completes(
     db = AppDatabase(avgen_env.db_url)
     rid = submit_request(
         db, avgen_env.content,
-        NewRequest(user_id="bea", prompt="Hi", script=None, portrait=SAMPLE_PORTRAIT.read_bytes(),
-                   portrait_name="p.png", options={}, notify_at=utcnow() - timedelta(days=1)),
+        NewRequest(user_id="bea", prompt="Hi", script=None,
+                   portrait=Upload("p.png", SAMPLE_PORTRAIT.read_bytes()), options={},
+                   notify_at=utcnow() - timedelta(minutes=1)),
     )  # fmt: skip
     with db.session() as s:
-        assert abs((get_request(s, rid).notify_at - utcnow()).total_seconds()) < 60  # past → now
+        # A minute ago (a form filled slowly) means now; further in the past is refused.
+        assert abs((get_request(s, rid).notify_at - utcnow()).total_seconds()) < 60
     assert isinstance(_tick(avgen_env), dg.SkipReason)  # due, but still Queued
     with db.session() as s:
-        mark_completed(s, rid, video_paths=[])
+        status.submit(s, rid)
+        status.complete(s, rid, RequestOutputs(), run_id="run-1")
     assert [r.run_key for r in _tick(avgen_env).run_requests] == [f"notify-{rid}-1"]
 
 
@@ -298,7 +308,7 @@ def test_an_invalid_email_is_refused_at_request_time(avgen_env: AvgenEnv) -> Non
         submit_request(
             AppDatabase(avgen_env.db_url), avgen_env.content,
             NewRequest(user_id="cy", prompt="Hi", script=None, email="cy@@nowhere",
-                       portrait=SAMPLE_PORTRAIT.read_bytes(), portrait_name="p.png", options={}),
+                       portrait=Upload("p.png", SAMPLE_PORTRAIT.read_bytes()), options={}),
         )  # fmt: skip
     assert not (avgen_env.content / "cy").exists()
 

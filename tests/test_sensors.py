@@ -9,11 +9,12 @@ import pytest
 
 from avgen_dagster.definitions import build_definitions
 from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.portraits import Upload
 from avgen_dagster.resources import AppDatabaseResource
 from avgen_dagster.sensors import request_sensor
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.models import utcnow
-from avgen_dagster.store.requests import get_request, list_requests
+from avgen_dagster.store.requests import get_request, list_requests, outputs_of
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
 
@@ -25,8 +26,7 @@ def _submit(env: AvgenEnv, user_id: str, script: str = "Hello from the sensor te
             user_id=user_id,
             prompt=None,
             script=script,
-            portrait=SAMPLE_PORTRAIT.read_bytes(),
-            portrait_name="portrait.png",
+            portrait=Upload("portrait.png", SAMPLE_PORTRAIT.read_bytes()),
             options={},
         ),
     )
@@ -51,7 +51,7 @@ def test_new_requests_get_one_run_each_and_new_partitions(avgen_env: AvgenEnv) -
     runs = {r.run_key: r for r in result.run_requests}
     assert set(runs) == {a, b, c}
     assert runs[a].partition_key == "known" and runs[b].partition_key == "newcomer"
-    assert runs[c].tags == {"avgen/request_id": c, "avgen/user_id": "newcomer"}
+    assert runs[c].tags == {"avgen/request_id": c, "avgen/user_id": "newcomer", "avgen/attempt": "0"}
     (added,) = result.dynamic_partitions_requests
     assert added.partitions_def_name == "user_id"
     assert list(added.partition_keys) == ["newcomer"]
@@ -100,4 +100,4 @@ def test_a_queued_request_is_picked_up_and_completed(avgen_env: AvgenEnv) -> Non
         (req,) = list_requests(s, "looper")
         assert req.request_id == rid and req.status == "Completed"
         assert req.run_id == run.run_id
-        assert any(p.endswith("talking_head.mp4") for p in req.video_paths)
+        assert outputs_of(req).talking_head_mp4.endswith("/stitched_mp4/talking_head.mp4")

@@ -1,4 +1,4 @@
-"""The app database: migrations and request state changes, on SQLite."""
+"""The app database: migrations, requests and their outputs record, on SQLite."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import pytest
 from sqlalchemy import inspect
 
 from avgen_dagster.errors import InvalidInputError
-from avgen_dagster.store import AppDatabase, RequestStatus
-from avgen_dagster.store.requests import (
-    create_request,
-    get_request,
-    latest_request,
-    mark_completed,
-    mark_failed,
-    mark_processing,
-)
-from avgen_dagster.store.session import _engine, downgrade_database, upgrade_database
+from avgen_dagster.outputs import RequestOutputs
+from avgen_dagster.store import AppDatabase, RequestStatus, status
+from avgen_dagster.store.requests import create_request, get_request, list_requests, outputs_of
+from avgen_dagster.store.session import downgrade_database, upgrade_database
+
+
+def _engine(url: str):  # type: ignore[no-untyped-def]
+    from sqlalchemy import create_engine
+
+    return create_engine(url)
 
 
 def test_migrations_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
@@ -34,8 +34,8 @@ def test_migrations_upgrade_from_empty_and_downgrade(tmp_path: Path) -> None:
         "portrait_path",
         "options",
         "status",
-        "video_paths",
-        "image_paths",
+        "outputs",
+        "attempt",
         "generated_at",
         "error",
     } <= cols
@@ -61,17 +61,21 @@ def test_request_lifecycle(tmp_path: Path) -> None:
         )
         create_request(s, user_id="bob", prompt="x", script=None, portrait_path="/p.png")
     with db.session() as s:
-        assert latest_request(s, "alice").request_id == second.request_id
-        assert latest_request(s, "nobody") is None
+        assert list_requests(s, "alice")[0].request_id == second.request_id
+        assert list_requests(s, "nobody") == []
         assert get_request(s, first.request_id).status == RequestStatus.QUEUED
         assert get_request(s, first.request_id).options == {"target_lufs": -23}
-        mark_processing(s, first.request_id, run_id="r1")
+        status.submit(s, first.request_id)
+        status.submit(s, second.request_id)
+        status.start_run(s, first.request_id, "r1")
     with db.session() as s:
-        mark_completed(s, first.request_id, video_paths=["/a.mp4", "/a.m3u8"])
-        mark_failed(s, second.request_id, "lipsync_segments: no face found")
+        made = RequestOutputs(talking_head_mp4="/a.mp4", hls_playlist="/a.m3u8")
+        status.complete(s, first.request_id, made, run_id="r1")
+        status.fail(s, second.request_id, "lipsync_segments: no face found")
     with db.session() as s:
         done = get_request(s, first.request_id)
-        assert done.status == "Completed" and done.video_paths == ["/a.mp4", "/a.m3u8"]
+        assert done.status == "Completed" and outputs_of(done) == made
+        assert outputs_of(done).files() == ["/a.mp4", "/a.m3u8"]
         assert done.generated_at is not None and done.generated_at.tzinfo is not None
         assert done.run_id == "r1"
         failed = get_request(s, second.request_id)
@@ -84,7 +88,7 @@ def test_a_failed_transaction_writes_nothing(tmp_path: Path) -> None:
         create_request(s, user_id="carol", prompt="x", script=None, portrait_path="/p")
         raise RuntimeError("crash mid-transaction")
     with db.session() as s:
-        assert latest_request(s, "carol") is None
+        assert list_requests(s, "carol") == []
 
 
 @pytest.mark.parametrize(

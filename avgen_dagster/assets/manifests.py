@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from avgen_dagster.options import RequestOptions
 
 
 @dataclass(frozen=True)
 class RequestSnapshot:
-    """The request as it was when the run started (see the ``request`` asset)."""
+    """The request as it was when its run started (see the ``request`` asset).
+
+    Attributes:
+        portrait_path: URI of the face source stored at intake (photo or driving video).
+        driving_video: whether that face source is a driving video (else a still photo).
+        options: the typed options, parsed at intake.
+        attempt: 0 for the first run, +1 per retry.
+    """
 
     request_id: str
     user_id: str
     prompt: str | None
     script: str | None
     portrait_path: str
-    options: dict[str, Any] = field(default_factory=dict)
+    driving_video: bool
+    options: RequestOptions
+    attempt: int = 0
 
 
 @dataclass(frozen=True)

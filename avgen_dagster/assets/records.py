@@ -1,41 +1,94 @@
-"""The content record: the request marked Completed in the app database with every path."""
+"""The content record: the request's one typed outputs record, and the one writer of Completed."""
 
 import dagster as dg
 
-from avgen_dagster.assets.manifests import HlsManifest, RequestSnapshot, VideoManifest
+from avgen_dagster.assets.manifests import (
+    ClipsManifest,
+    HlsManifest,
+    ImagesManifest,
+    MusicManifest,
+    MusicVideoManifest,
+    RequestSnapshot,
+    ScriptManifest,
+    VideoManifest,
+)
+from avgen_dagster.outputs import RequestOutputs
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
-from avgen_dagster.store.requests import get_request, mark_completed
+from avgen_dagster.runs import parent_run_id
+from avgen_dagster.store import status
+
+# The visual package is optional: the talking-head job does not make it, and then this
+# request has no such output (Dagster's own flag makes the missing input load as None).
+_OPTIONAL = dg.AssetIn(metadata={"allow_missing_partitions": True})
+
+
+def build_outputs(
+    script: ScriptManifest,
+    stitched_mp4: VideoManifest,
+    hls: HlsManifest,
+    images: ImagesManifest | None,
+    music: MusicManifest | None,
+    video_clips: ClipsManifest | None,
+    music_video: MusicVideoManifest | None,
+) -> RequestOutputs:
+    """The outputs record from the upstream manifests (file URIs as the assets published them)."""
+    return RequestOutputs(
+        script=script.path,
+        talking_head_mp4=stitched_mp4.path,
+        hls_playlist=hls.playlist,
+        images=list(images.paths) if images else [],
+        video_clips=list(video_clips.paths) if video_clips else [],
+        music=music.compressed if music else None,
+        music_wav=music.wav if music else None,
+        music_video=music_video.path if music_video else None,
+    )
 
 
 @dg.asset(
     partitions_def=user_partitions,
     group_name="delivery",
     kinds={"sqlite"},
-    # Ordering only: in the generation job the record waits for the visual package, whose
-    # assets record their own paths; the talking-head job runs without them.
-    deps=["images", "music", "video_clips", "music_video"],
+    ins={
+        "images": _OPTIONAL,
+        "music": _OPTIONAL,
+        "video_clips": _OPTIONAL,
+        "music_video": _OPTIONAL,
+    },
     description=(
-        "Marks the request Completed in the app database with the paths of everything it "
-        "produced (talking-head MP4 and HLS playlist, and the visual package when made), so "
-        "the portal and the notifier can see it."
+        "Writes the request's outputs record (every deliverable by name) and marks it "
+        "Completed in the app database — only after every blocking check on its deliverables "
+        "has passed, so the portal, the API and the notifier see finished work only."
     ),
 )
 def content_record(
+    context: dg.AssetExecutionContext,
     request: RequestSnapshot,
+    script: ScriptManifest,
     stitched_mp4: VideoManifest,
     hls: HlsManifest,
+    images: ImagesManifest | None,
+    music: MusicManifest | None,
+    video_clips: ClipsManifest | None,
+    music_video: MusicVideoManifest | None,
     app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
-    """Update the ``generation_requests`` row of this run's request."""
+    """Processing → Completed with the outputs record (``store.status.complete``)."""
+    outputs = build_outputs(script, stitched_mp4, hls, images, music, video_clips, music_video)
     with app_db.get().session() as s:
-        mark_completed(s, request.request_id, video_paths=[stitched_mp4.path, hls.playlist])
-        video_paths = list(get_request(s, request.request_id).video_paths)
+        status.complete(
+            s,
+            request.request_id,
+            outputs,
+            run_id=context.run.run_id,
+            parent_run_id=parent_run_id(context.run),
+        )
     return dg.MaterializeResult(
         value=None,
         metadata={
             "request_id": request.request_id,
             "status": "Completed",
-            "video_paths": dg.MetadataValue.json(video_paths),
+            "outputs": dg.MetadataValue.json(outputs.to_json()),
+            "file_count": len(outputs.files()),
         },
     )

@@ -9,6 +9,7 @@ files atomically under ``<content root>/<user_id>/<request_id>/<asset>/``, publi
 
 import json
 import math
+import socket
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +30,14 @@ from avgen_dagster.assets.manifests import (
 from avgen_dagster.assets.previews import thumbnail_markdown
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
+from avgen_dagster.options import parse_options
+from avgen_dagster.outputs import (
+    HLS_PLAYLIST,
+    SCRIPT_TXT,
+    SEGMENTS_JSON,
+    TALKING_HEAD_MP4,
+    is_driving_video_name,
+)
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import (
     AppDatabaseResource,
@@ -38,21 +47,18 @@ from avgen_dagster.resources import (
     SpeechBackendResource,
     TextBackendResource,
 )
-from avgen_dagster.store.requests import get_request, latest_request, mark_processing
+from avgen_dagster.runs import (
+    WORKER_HOST_TAG,
+    WORKER_PID_TAG,
+    WORKER_STARTED_TAG,
+    parent_run_id,
+    request_id_of_run,
+)
+from avgen_dagster.store import status
+from avgen_dagster.store.requests import get_request
 
-REQUEST_ID_TAG = "avgen/request_id"
-USER_ID_TAG = "avgen/user_id"
 GROUP = "talking_head"
-DEFAULT_MAX_WORDS = 160  # ≈ 45 s of narration: Piper speaks ~200-230 words per minute
 PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
-
-
-VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi"}
-
-
-def is_driving_video(path: Path) -> bool:
-    """Whether the request's face source is a driving video (by suffix) rather than a still."""
-    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -71,9 +77,20 @@ def _db_metadata(value: float | None) -> dg.MetadataValue:
     return dg.MetadataValue.float(rounded) if rounded is not None else dg.MetadataValue.text("-inf")
 
 
-def _option(snapshot: RequestSnapshot, name: str, default: float) -> float:
-    value = snapshot.options.get(name)
-    return default if value is None else float(value)
+def _tag_worker(context: dg.AssetExecutionContext) -> None:
+    """Record where this run's worker process lives, so a lost worker can be told from a slow
+    one (``lost_run_sensor``)."""
+    import psutil
+
+    me = psutil.Process()
+    context.instance.add_run_tags(
+        context.run.run_id,
+        {
+            WORKER_HOST_TAG: socket.gethostname(),
+            WORKER_PID_TAG: str(me.pid),
+            WORKER_STARTED_TAG: f"{me.create_time():.3f}",
+        },
+    )
 
 
 @dg.asset(
@@ -81,63 +98,48 @@ def _option(snapshot: RequestSnapshot, name: str, default: float) -> float:
     group_name=GROUP,
     kinds={"sqlite", "python"},
     description=(
-        "Snapshot of the user's generation request (prompt or script, portrait, options) taken "
-        "from the app database: the request named by the run tag `avgen/request_id`, else the "
-        "user's newest. Marks the request Processing."
+        "Snapshot of the request this run works on (run tag `avgen/request_id`): prompt or "
+        "script, face source and typed options as intake stored them. Records the run on the "
+        "request (a re-execution of a failed run counts as a retry)."
     ),
 )
 def request(
     context: dg.AssetExecutionContext, app_db: AppDatabaseResource, content: ContentStore
 ) -> dg.MaterializeResult:
-    """Read and validate the request; write ``request/request.json``."""
-    from avgen_dagster.media.faces import load_image_rgb, require_face
-
+    """Read the request row; write ``request/request.json``."""
     user_id = context.partition_key
-    request_id = context.run.tags.get(REQUEST_ID_TAG)
-    db = app_db.get()
-    with db.session() as s:
-        req = get_request(s, request_id) if request_id else latest_request(s, user_id)
-        if req is None:
-            raise InvalidInputError(f"user {user_id!r} has no generation request")
-        if req.user_id != user_id:
-            raise InvalidInputError(
-                f"request {req.request_id} belongs to user {req.user_id!r}, not {user_id!r}"
-            )
-        mark_processing(s, req.request_id, run_id=context.run.run_id)
+    request_id = request_id_of_run(context.instance, context.run)
+    with app_db.get().session() as s:
+        if get_request(s, request_id).user_id != user_id:
+            raise InvalidInputError(f"request {request_id} is not user {user_id!r}'s")
+        req = status.start_run(
+            s, request_id, context.run.run_id, parent_run_id=parent_run_id(context.run)
+        )
         snapshot = RequestSnapshot(
             request_id=req.request_id,
             user_id=req.user_id,
             prompt=req.prompt,
             script=req.script,
             portrait_path=req.portrait_path or "",
-            options=dict(req.options or {}),
+            driving_video=is_driving_video_name(req.portrait_path or ""),
+            options=parse_options(req.options),
+            attempt=req.attempt,
         )
-    # The portrait or driving video as stored at intake (a path, or an object-store URI).
-    source = content.local_file(snapshot.portrait_path)
-    if is_driving_video(source):
-        from avgen_dagster.media.probe import probe_media
-
-        info = probe_media(source)  # MediaError names a corrupt or missing file
-        if info.video is None:
-            raise InvalidInputError(f"driving video {source.name} has no video stream")
-        size = (info.video.width, info.video.height)
-    else:
-        portrait = load_image_rgb(source)
-        require_face(portrait, source.name)
-        size = (portrait.shape[1], portrait.shape[0])
-    out = content.asset_dir(user_id, snapshot.request_id, "request") / "request.json"
-    _write_text(out, json.dumps(asdict(snapshot), indent=2))
+    _tag_worker(context)
+    content.local_file(snapshot.portrait_path)  # ContentStoreError names a missing input
+    out = content.asset_dir(user_id, request_id, "request") / "request.json"
+    _write_text(out, json.dumps({**asdict(snapshot), "options": snapshot.options.to_json()}))
     (out_uri,) = content.publish(out)
     return dg.MaterializeResult(
         value=snapshot,
         metadata={
-            "request_id": snapshot.request_id,
+            "request_id": request_id,
+            "attempt": snapshot.attempt,
             "source": "script" if snapshot.script is not None else "prompt",
             "prompt": dg.MetadataValue.md(snapshot.prompt or "_(user's own script)_"),
             "portrait": dg.MetadataValue.path(snapshot.portrait_path),
-            "portrait_size": f"{size[0]}x{size[1]}",
-            "driving_video": is_driving_video(source),
-            "options": dg.MetadataValue.json(snapshot.options),
+            "driving_video": snapshot.driving_video,
+            "options": dg.MetadataValue.json(snapshot.options.to_json()),
             "file": dg.MetadataValue.path(out_uri),
         },
     )
@@ -167,15 +169,16 @@ def script(
         text = writer.write(request.script, max_words=10**6)
     else:
         writer = text_backend.script_writer()
-        max_words = int(_option(request, "max_words", DEFAULT_MAX_WORDS))
+        max_words = request.options.max_words
         context.log.info(f"Writing a narration of up to {max_words} words with {writer.name}")
         text = writer.write(request.prompt or "", max_words=max_words)
     segments = split_segments(text)
     folder = content.asset_dir(request.user_id, request.request_id, "script")
-    _write_text(folder / "segments.json", json.dumps(segments, indent=2))
-    _write_text(folder / "script.txt", text)
+    request_dir = content.request_dir(request.user_id, request.request_id)
+    _write_text(request_dir / SEGMENTS_JSON, json.dumps(segments, indent=2))
+    _write_text(request_dir / SCRIPT_TXT, text)
     content.publish(folder)
-    script_uri = content.uri_of(folder / "script.txt")
+    script_uri = content.uri_of(request_dir / SCRIPT_TXT)
     numbered = "\n".join(f"{i + 1}. {seg}" for i, seg in enumerate(segments))
     return dg.MaterializeResult(
         value=ScriptManifest(
@@ -258,7 +261,7 @@ def normalized_audio(
     from avgen_dagster.media.audio_io import read_wav, write_wav
     from avgen_dagster.media.loudness import normalize_loudness
 
-    target = _option(request, "target_lufs", media.target_lufs)
+    target = request.options.target_lufs
     folder = content.asset_dir(request.user_id, request.request_id, "normalized_audio")
     clips: list[AudioClip] = []
     for clip in tts_clips.clips:
@@ -327,7 +330,7 @@ def lipsync_segments(
     from avgen_dagster.media.video_io import encode_segment_mp4
 
     backend = lipsync_backend.lipsync()
-    if is_driving_video(Path(request.portrait_path)):
+    if request.driving_video:
         return _lipsync_driving_video(context, normalized_audio, request, backend, content)
     portrait = load_image_rgb(content.local_file(request.portrait_path))
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
@@ -387,7 +390,6 @@ def _lipsync_driving_video(
     """A driving video is continuous: lip-sync it once to the whole narration (the clips
     joined end to end) instead of restarting it for every segment."""
     from avgen_dagster.media.audio_io import read_wav, write_wav
-    from avgen_dagster.options import parse_options
 
     if not hasattr(backend, "animate_video"):
         raise InvalidInputError(
@@ -399,7 +401,7 @@ def _lipsync_driving_video(
     audio = np.concatenate([samples for samples, _ in clips])
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
     narration = write_wav(folder / "narration.wav", audio, rate)
-    mode = parse_options(request.options).driving_mode
+    mode = request.options.driving_mode
     result = backend.animate_video(  # type: ignore[attr-defined]
         content.local_file(request.portrait_path),
         audio,
@@ -460,9 +462,9 @@ def stitched_mp4(
     from avgen_dagster.media.probe import is_faststart, probe_media
     from avgen_dagster.media.stitch import stitch_segments
 
-    crossfade = _option(request, "crossfade_s", media.crossfade_s)
-    folder = content.asset_dir(request.user_id, request.request_id, "stitched_mp4")
-    out = folder / "talking_head.mp4"
+    crossfade = request.options.crossfade_s
+    content.asset_dir(request.user_id, request.request_id, "stitched_mp4")
+    out = content.request_dir(request.user_id, request.request_id) / TALKING_HEAD_MP4
     stitch_segments(
         [content.local_file(s.path) for s in lipsync_segments.segments],
         out,
@@ -523,7 +525,8 @@ def hls(
     """Write ``hls/index.m3u8`` and its ``.ts`` segments (the folder appears whole)."""
     from avgen_dagster.media.hls import export_hls
 
-    out_dir = content.request_dir(request.user_id, request.request_id) / "hls"
+    playlist_path = content.request_dir(request.user_id, request.request_id) / HLS_PLAYLIST
+    out_dir = playlist_path.parent
     result = export_hls(
         content.local_file(stitched_mp4.path), out_dir, segment_s=media.hls_segment_s
     )

@@ -1,5 +1,6 @@
 """The visual and music package: images, music, video clips and a music video, partitioned by
-``user_id`` like the talking head; each asset records its paths in the app database."""
+``user_id`` like the talking head. Their manifests reach the app database through
+``content_record``, the one writer of a request's outputs record."""
 
 from pathlib import Path
 
@@ -14,16 +15,14 @@ from avgen_dagster.assets.manifests import (
     RequestSnapshot,
 )
 from avgen_dagster.assets.previews import thumbnail_markdown
-from avgen_dagster.options import parse_options
+from avgen_dagster.outputs import MUSIC_M4A, MUSIC_VIDEO_MP4, MUSIC_WAV, clip_name, image_name
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import (
-    AppDatabaseResource,
     ContentStore,
     ImageBackendResource,
     MusicBackendResource,
     VideoBackendResource,
 )
-from avgen_dagster.store.requests import record_outputs
 
 GROUP = "visuals"
 
@@ -49,22 +48,22 @@ def images(
     request: RequestSnapshot,
     image_backend: ImageBackendResource,
     content: ContentStore,
-    app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
     """Write ``images/image_NN.png``."""
     from PIL import Image
 
     from avgen_dagster.media.atomic import atomic_path
 
-    opts = parse_options(request.options)
+    opts = request.options
     generator = image_backend.generator()
     folder = content.asset_dir(request.user_id, request.request_id, "images")
+    request_dir = folder.parent
     prompt = _visual_prompt(request)
     paths, seeds, arrays = [], [], []
     for i in range(opts.image_count):
         seed = opts.seed + i
         rgb = generator.generate(prompt, seed=seed, width=opts.image_size, height=opts.image_size)
-        path = folder / f"image_{i:02d}.png"
+        path = request_dir / image_name(i)
         with atomic_path(path) as tmp:
             Image.fromarray(rgb).save(tmp, format="PNG")
         paths.append(content.uri_of(path))
@@ -72,8 +71,6 @@ def images(
         arrays.append(rgb)
         context.log.info(f"image {i + 1}/{opts.image_count} ({rgb.shape[1]}x{rgb.shape[0]})")
     content.publish(folder)
-    with app_db.get().session() as s:
-        record_outputs(s, request.request_id, image_paths=paths)
     height, width = arrays[0].shape[:2]
     strip = np.concatenate(
         [a[:: max(1, height // 128), :: max(1, width // 128)] for a in arrays], 1
@@ -116,25 +113,22 @@ def music(
     request: RequestSnapshot,
     music_backend: MusicBackendResource,
     content: ContentStore,
-    app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
     """Write ``music/music.wav`` and ``music/music.m4a``."""
     from avgen_dagster.backends.music import normalize_music
     from avgen_dagster.media.audio_codec import encode_audio_file
     from avgen_dagster.media.audio_io import write_wav
 
-    opts = parse_options(request.options)
+    opts = request.options
     generator = music_backend.generator()
     samples = generator.generate(opts.genre, opts.music_duration_s, seed=opts.seed)
     result = normalize_music(samples, generator.sample_rate, target_lufs=music_backend.target_lufs)
-    folder = content.asset_dir(request.user_id, request.request_id, "music")
-    wav = write_wav(folder / "music.wav", result.samples, generator.sample_rate)
-    m4a = encode_audio_file(wav, folder / "music.m4a")
+    request_dir = content.asset_dir(request.user_id, request.request_id, "music").parent
+    wav = write_wav(request_dir / MUSIC_WAV, result.samples, generator.sample_rate)
+    m4a = encode_audio_file(wav, request_dir / MUSIC_M4A)
     duration = len(result.samples) / generator.sample_rate
     size_bytes = Path(m4a).stat().st_size
     wav_uri, m4a_uri = content.publish(wav)[0], content.publish(m4a)[0]
-    with app_db.get().session() as s:
-        record_outputs(s, request.request_id, audio_paths=[m4a_uri, wav_uri])
     composition = getattr(generator, "last_composition", None)
     metadata: dict[str, dg.RawMetadataValue] = {
         "request_id": request.request_id,
@@ -186,13 +180,12 @@ def video_clips(
     images: ImagesManifest,
     video_backend: VideoBackendResource,
     content: ContentStore,
-    app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
     """Write ``video_clips/clip_NN.mp4``."""
     from avgen_dagster.backends.video import write_clip
     from avgen_dagster.media.faces import load_image_rgb
 
-    opts = parse_options(request.options)
+    opts = request.options
     generator = video_backend.generator()
     folder = content.asset_dir(request.user_id, request.request_id, "video_clips")
     paths, durations, first_frame = [], [], None
@@ -200,7 +193,7 @@ def video_clips(
         image = load_image_rgb(content.local_file(images.paths[i % len(images.paths)]))
         if first_frame is None:
             first_frame = image
-        out = folder / f"clip_{i:02d}.mp4"
+        out = folder.parent / clip_name(i)
         encoded = write_clip(
             generator, image, _visual_prompt(request), out, duration_s=opts.clip_duration_s,
             seed=opts.seed + i, width=images.width, height=images.height,
@@ -209,8 +202,6 @@ def video_clips(
         durations.append(encoded.duration_s)
         context.log.info(f"clip {i + 1}/{opts.clip_count}: {encoded.frames} frames")
     content.publish(folder)
-    with app_db.get().session() as s:
-        record_outputs(s, request.request_id, video_paths=paths)
     return dg.MaterializeResult(
         value=ClipsManifest(
             request.request_id,
@@ -247,7 +238,6 @@ def music_video(
     video_clips: ClipsManifest,
     music: MusicManifest,
     content: ContentStore,
-    app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
     """Write ``music_video/music_video.mp4``."""
     from avgen_dagster.media.music_video import compose_music_video
@@ -256,13 +246,11 @@ def music_video(
     result = compose_music_video(
         [content.local_file(p) for p in video_clips.paths],
         content.local_file(music.wav),
-        folder / "music_video.mp4",
+        folder.parent / MUSIC_VIDEO_MP4,
         fps=video_clips.fps,
     )
     size_bytes = Path(result.path).stat().st_size
     (uri,) = content.publish(result.path)
-    with app_db.get().session() as s:
-        record_outputs(s, request.request_id, video_paths=[uri])
     return dg.MaterializeResult(
         value=MusicVideoManifest(request.request_id, uri, result.duration_s),
         metadata={

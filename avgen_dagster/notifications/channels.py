@@ -10,6 +10,7 @@ raises :class:`NotifierConfigError` at its first send.
 from __future__ import annotations
 
 import json
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -45,6 +46,9 @@ class Channel(Protocol):
         ...
 
 
+_TOKEN_PARAM = re.compile(r"([?&]token=)[^&#\s]*")
+
+
 class ConsoleChannel:
     """Prints one clear line per message (laptops, demos); never fails."""
 
@@ -55,12 +59,23 @@ class ConsoleChannel:
         self.sent: list[Message] = []
 
     def send(self, message: Message) -> str | None:
-        """Print ``[avgen notification] <subject> — <first link>`` to stdout."""
+        """Print ``[avgen notification] <subject> — <first link, token elided>`` to stdout.
+
+        The console is a run's compute log, which the Dagster UI shows to every operator and
+        keeps: a live sign-in link there would let any operator sign in as the user. So the
+        token is elided (``?token=…``); the user gets a fresh link from ``avgen user link``.
+        """
         link = next((w for w in message.text.split() if w.startswith("http")), "")
         if self.echo:
-            print(f"[avgen notification] {message.subject} — {link}", flush=True)
+            print(f"[avgen notification] {message.subject} — {elide_tokens(link)}", flush=True)
         self.sent.append(message)
         return None
+
+
+def elide_tokens(url: str) -> str:
+    """``url`` with the value of every ``token`` query parameter replaced by ``…``
+    (``https://portal/?token=abc.def`` → ``https://portal/?token=…``)."""
+    return _TOKEN_PARAM.sub(r"\1…", url)
 
 
 class SendGridChannel:

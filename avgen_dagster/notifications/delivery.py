@@ -26,6 +26,7 @@ from avgen_dagster.notifications.channels import (
     TransientSendError,
 )
 from avgen_dagster.notifications.message import Message, render_message
+from avgen_dagster.outputs import RequestOutputs
 from avgen_dagster.store.models import NotificationStatus
 from avgen_dagster.store.notifications import (
     begin_send,
@@ -33,7 +34,7 @@ from avgen_dagster.store.notifications import (
     record_failure,
     record_sent,
 )
-from avgen_dagster.store.requests import get_request
+from avgen_dagster.store.requests import get_request, outputs_of
 from avgen_dagster.store.session import AppDatabase
 
 CrashHook = Callable[[str], None]
@@ -50,26 +51,32 @@ class DeliveryOutcome:
     skipped: bool = False
 
 
-def describe_items(video_paths: list[str], image_paths: list[str]) -> list[str]:
-    """Human descriptions of what a request produced (with durations in seconds)."""
+def describe_items(outputs: RequestOutputs) -> list[str]:
+    """Human descriptions of what a request produced (videos with their length in seconds)."""
     from avgen_dagster.errors import MediaError
     from avgen_dagster.media.probe import probe_media
 
-    items = []
-    for path in video_paths:
-        p = Path(path)
-        if p.suffix == ".m3u8":
-            items.append("an HLS stream for web players")
-            continue
+    def video(label: str, uri: str | None) -> str | None:
+        if not uri:
+            return None
         try:
-            duration = f", {probe_media(p).duration_s:.1f} s"
+            return f"{label}, {probe_media(Path(uri)).duration_s:.1f} s"
         except MediaError:
-            duration = ""
-        label = "a talking-head video" if p.name == "talking_head.mp4" else f"a video ({p.name})"
-        items.append(f"{label}{duration}")
-    if image_paths:
-        items.append(f"{len(image_paths)} image{'s' if len(image_paths) != 1 else ''}")
-    return items
+            return label
+
+    items = [
+        video("a talking-head video", outputs.talking_head_mp4),
+        "an HLS stream for web players" if outputs.hls_playlist else None,
+        video("a music video", outputs.music_video),
+        f"{len(outputs.video_clips)} video clip{'s' if len(outputs.video_clips) != 1 else ''}"
+        if outputs.video_clips
+        else None,
+        f"{len(outputs.images)} image{'s' if len(outputs.images) != 1 else ''}"
+        if outputs.images
+        else None,
+        "a music track" if outputs.music or outputs.music_wav else None,
+    ]
+    return [item for item in items if item]
 
 
 def build_message(db: AppDatabase, request_id: str, portal_url: str, secret: str) -> Message:
@@ -84,7 +91,7 @@ def build_message(db: AppDatabase, request_id: str, portal_url: str, secret: str
             request_id=request_id,
             message_id=note.message_id,
             gallery_url=f"{portal_url.rstrip('/')}/?token={token}",
-            items=describe_items(list(req.video_paths), list(req.image_paths)),
+            items=describe_items(outputs_of(req)),
             prompt=req.prompt,
             completed_at=req.generated_at,
             link_days=LINK_MAX_AGE_S // 86400,

@@ -1,14 +1,13 @@
 """Resources for where avgen keeps things: generated files and the app database."""
 
-import functools
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from avgen_dagster.settings import get_settings
-from avgen_dagster.store.content import ContentTree
-from avgen_dagster.store.session import AppDatabase
+from avgen_dagster.store.content import ContentTree, content_tree
+from avgen_dagster.store.session import AppDatabase, app_database
 
 
 class ContentStore(dg.ConfigurableResource):
@@ -39,7 +38,7 @@ class ContentStore(dg.ConfigurableResource):
 
     def tree(self) -> ContentTree:
         """The content tree this resource names (one per process, root and cache folder)."""
-        return _tree(self.root, self.cache_dir)
+        return content_tree(self.root, self.cache_dir)
 
     def request_dir(self, user_id: str, request_id: str) -> Path:
         """Local folder of one request's files (not created)."""
@@ -65,11 +64,6 @@ class ContentStore(dg.ConfigurableResource):
         return self.tree().local_file(uri)
 
 
-@functools.lru_cache(maxsize=8)
-def _tree(root: str, cache_dir: str) -> ContentTree:
-    return ContentTree(root, cache_dir=cache_dir)
-
-
 class AppDatabaseResource(dg.ConfigurableResource):
     """The app database (users, requests): SQLite under DAGSTER_HOME or ``AVGEN_DATABASE_URL``."""
 
@@ -79,15 +73,5 @@ class AppDatabaseResource(dg.ConfigurableResource):
     )
 
     def get(self) -> AppDatabase:
-        """An :class:`AppDatabase` at ``url``, migrated to the newest schema."""
-        return _database(self.url)
-
-
-_DATABASES: dict[str, AppDatabase] = {}
-
-
-def _database(url: str) -> AppDatabase:
-    # Migrate once per process and URL, not once per asset.
-    if url not in _DATABASES:
-        _DATABASES[url] = AppDatabase(url)
-    return _DATABASES[url]
+        """The process's :class:`AppDatabase` at ``url``, migrated to the newest schema once."""
+        return app_database(self.url)

@@ -19,6 +19,7 @@ Ids are validated before they become path parts, so no user input addresses anyt
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator, Mapping
@@ -332,3 +333,10 @@ class ContentTree:
             rel = name[len(prefix) :]
             if not any(part.startswith(".") for part in rel.split("/")):
                 yield f"{base}/{rel}"
+
+
+@functools.cache
+def content_tree(root: str, cache_dir: str) -> ContentTree:
+    """The process's one :class:`ContentTree` for ``root`` and working copy ``cache_dir``
+    (every resource, page and command in the process shares it)."""
+    return ContentTree(root, cache_dir=cache_dir)

@@ -53,7 +53,8 @@ def new_request_id() -> str:
 
 
 class RequestStatus(enum.StrEnum):
-    """Life cycle of a generation request: Queued → Processing → Completed | Failed."""
+    """Life cycle of a generation request: Queued → Processing → Completed | Failed, and
+    Failed → Queued by an explicit retry (see :mod:`avgen_dagster.store.status`)."""
 
     QUEUED = "Queued"
     PROCESSING = "Processing"
@@ -92,9 +93,10 @@ class GenerationRequest(Base):
     portrait_path: Mapped[str | None] = mapped_column(Text)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=RequestStatus.QUEUED.value, index=True)
-    video_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
-    image_paths: Mapped[list[str]] = mapped_column(JSON, default=list)
-    audio_paths: Mapped[list[str] | None] = mapped_column(JSON, default=list)
+    # The typed outputs record (avgen_dagster.outputs.RequestOutputs as JSON); one writer.
+    outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # 0 for the first run; +1 for each explicit retry (the run key is derived from it).
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
     run_id: Mapped[str | None] = mapped_column(String(64))
     # When the user wants to be told (UTC); None means as soon as the content is ready.
     notify_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -108,6 +110,26 @@ class GenerationRequest(Base):
     generated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="requests")
+
+
+class RequestEvent(Base):
+    """One status change of a request (its history): from, to, why, by which run, when.
+
+    Written only by :mod:`avgen_dagster.store.status`, in the same transaction as the change.
+    """
+
+    __tablename__ = "request_events"
+    __table_args__ = (Index("ix_request_events_request_time", "request_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("generation_requests.request_id", ondelete="CASCADE")
+    )
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class LoginAttempt(Base):

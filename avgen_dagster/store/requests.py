@@ -1,8 +1,10 @@
-"""Queries and state changes of generation requests (pure SQLAlchemy; no Dagster)."""
+"""Queries of generation requests (pure SQLAlchemy; no Dagster).
+
+Status changes live in :mod:`avgen_dagster.store.status`, the one module allowed to make them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,11 +12,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.outputs import RequestOutputs
+from avgen_dagster.store import status
 from avgen_dagster.store.models import (
     ContentView,
     GenerationRequest,
     RequestStatus,
     User,
+    new_request_id,
     utcnow,
 )
 from avgen_dagster.validation import validate_user_id
@@ -45,12 +50,11 @@ def create_request(
     script: str | None,
     portrait_path: str | None,
     options: dict[str, Any] | None = None,
-    status: RequestStatus = RequestStatus.QUEUED,
     request_id: str | None = None,
     notify_at: datetime | None = None,
     notify_address: str | None = None,
 ) -> GenerationRequest:
-    """Insert a new request for ``user_id`` (creating the user if new) and return it.
+    """Insert a new request for ``user_id`` (creating the user if new), Queued, and return it.
 
     Exactly one of ``prompt`` and ``script`` must be given. ``notify_at`` is an aware
     datetime (stored as UTC); a time in the past means "as soon as it is ready".
@@ -63,23 +67,22 @@ def create_request(
         raise InvalidInputError("give either a prompt or a script (exactly one)")
     ensure_user(session, user_id)
     req = GenerationRequest(
+        request_id=request_id or new_request_id(),
         user_id=user_id,
         prompt=prompt,
         script=script,
         portrait_path=portrait_path,
         options=dict(options or {}),
-        status=status.value,
-        video_paths=[],
-        image_paths=[],
-        audio_paths=[],
+        outputs={},
+        attempt=0,
         created_at=utcnow(),
         notify_at=notify_at,
         notify_channel="email" if notify_address else "console",
         notify_address=notify_address,
     )
-    if request_id is not None:
-        req.request_id = request_id
     session.add(req)
+    session.flush()
+    status.record_created(session, req)
     session.flush()
     return req
 
@@ -94,74 +97,6 @@ def get_request(session: Session, request_id: str) -> GenerationRequest:
     if req is None:
         raise InvalidInputError(f"no generation request with id {request_id!r}")
     return req
-
-
-def latest_request(session: Session, user_id: str) -> GenerationRequest | None:
-    """The user's newest request (by creation time), or None."""
-    stmt = (
-        select(GenerationRequest)
-        .where(GenerationRequest.user_id == user_id)
-        .order_by(GenerationRequest.created_at.desc())
-        .limit(1)
-    )
-    return session.scalars(stmt).first()
-
-
-def mark_processing(session: Session, request_id: str, run_id: str | None = None) -> None:
-    """Set the request's status to Processing (and remember the Dagster run id)."""
-    req = get_request(session, request_id)
-    req.status = RequestStatus.PROCESSING.value
-    req.error = None
-    if run_id:
-        req.run_id = run_id
-
-
-def record_outputs(
-    session: Session,
-    request_id: str,
-    *,
-    video_paths: Sequence[str] = (),
-    image_paths: Sequence[str] = (),
-    audio_paths: Sequence[str] = (),
-) -> None:
-    """Add output paths to the request (kept in order, without duplicates)."""
-    req = get_request(session, request_id)
-
-    def merged(old: list[str] | None, new: Sequence[str]) -> list[str]:
-        return list(dict.fromkeys([*(old or []), *new]))
-
-    req.video_paths = merged(req.video_paths, video_paths)
-    req.image_paths = merged(req.image_paths, image_paths)
-    req.audio_paths = merged(req.audio_paths, audio_paths)
-
-
-def mark_completed(
-    session: Session,
-    request_id: str,
-    *,
-    video_paths: Sequence[str],
-    image_paths: Sequence[str] = (),
-    audio_paths: Sequence[str] = (),
-) -> None:
-    """Set the request Completed, adding these output paths; ``generated_at`` = now (UTC)."""
-    record_outputs(
-        session,
-        request_id,
-        video_paths=video_paths,
-        image_paths=image_paths,
-        audio_paths=audio_paths,
-    )
-    req = get_request(session, request_id)
-    req.status = RequestStatus.COMPLETED.value
-    req.generated_at = utcnow()
-    req.error = None
-
-
-def mark_failed(session: Session, request_id: str, error: str) -> None:
-    """Set the request Failed with a readable ``error`` (kept to 4,000 characters)."""
-    req = get_request(session, request_id)
-    req.status = RequestStatus.FAILED.value
-    req.error = error[:4000]
 
 
 def list_requests(session: Session, user_id: str, limit: int = 50) -> list[GenerationRequest]:
@@ -202,13 +137,23 @@ def requests_to_submit(
     return list(session.scalars(stmt))
 
 
-def mark_submitted(session: Session, request_ids: Sequence[str]) -> None:
-    """Queued → Processing for requests whose run the sensor has just requested."""
-    now = utcnow()
-    for request_id in request_ids:
-        req = get_request(session, request_id)
-        req.status = RequestStatus.PROCESSING.value
-        req.submitted_at = now
+def requests_with_runs(session: Session, limit: int = 500) -> list[GenerationRequest]:
+    """Processing requests that have a run recorded (the lost-run sensor checks each)."""
+    stmt = (
+        select(GenerationRequest)
+        .where(
+            (GenerationRequest.status == RequestStatus.PROCESSING.value)
+            & GenerationRequest.run_id.is_not(None)
+        )
+        .order_by(GenerationRequest.created_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def outputs_of(req: GenerationRequest) -> RequestOutputs:
+    """The request's typed outputs record (empty until it is Completed)."""
+    return RequestOutputs.from_json(req.outputs)
 
 
 def log_view(session: Session, user_id: str, request_id: str, item: str) -> None:

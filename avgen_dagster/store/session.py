@@ -9,8 +9,11 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from avgen_dagster.errors import DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -23,13 +26,31 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def shown_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(an unparsable database URL)"
+
+
 def upgrade_database(url: str, revision: str = "head") -> None:
     """Create or upgrade the schema at ``url`` to ``revision`` (Alembic ``upgrade``).
 
     A SQLite file's parent folder is created when missing.
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached or opened (the message names
+            the URL without its password and the driver's reason).
     """
     _ensure_sqlite_folder(url)
-    command.upgrade(alembic_config(url), revision)
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except (OperationalError, InterfaceError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnavailableError(
+            f"the app database at {shown_url(url)} is unreachable: {reason}"
+        ) from None
 
 
 def downgrade_database(url: str, revision: str) -> None:
@@ -43,8 +64,7 @@ def _ensure_sqlite_folder(url: str) -> None:
         Path(url[len(prefix) :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-@cache
-def _engine(url: str) -> Engine:
+def _create_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         # WAL lets the portal read while a run writes; foreign keys are off by default in SQLite.
@@ -73,7 +93,7 @@ class AppDatabase:
         self.url = url
         if migrate:
             upgrade_database(url)
-        self.engine = _engine(url)
+        self.engine = _create_engine(url)
         self._sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -81,3 +101,38 @@ class AppDatabase:
         """A session committed when the block succeeds and rolled back when it raises."""
         with self._sessionmaker() as s, s.begin():
             yield s
+
+    @contextmanager
+    def locked_session(self, key: str) -> Iterator[Session]:
+        """A session that holds a lock on ``key`` (e.g. a user id) until it ends, so two such
+        sessions for one key never interleave (read-check-write in one step).
+
+        SQLite: the transaction starts with ``BEGIN IMMEDIATE`` (the database's write lock,
+        taken at once; other writers wait up to the busy timeout). Postgres: a transaction-level
+        advisory lock on the key's 64-bit hash (``pg_advisory_xact_lock(hashtextextended(key,
+        0))``), which locks a key that has no row yet (an unknown user id) without creating one.
+        """
+        with self._sessionmaker() as s, s.begin():
+            dialect = self.engine.dialect.name
+            if dialect == "sqlite":
+                s.execute(text("BEGIN IMMEDIATE"))
+            elif dialect == "postgresql":
+                s.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+                )
+            else:
+                raise DatabaseUnavailableError(
+                    f"locked sessions need SQLite or Postgres, not {dialect}"
+                )
+            yield s
+
+
+@cache
+def app_database(url: str) -> AppDatabase:
+    """The process's one :class:`AppDatabase` for ``url`` (migrated on first use, then shared
+    by every resource, sensor, page and command in the process).
+
+    Raises:
+        DatabaseUnavailableError: the database cannot be reached.
+    """
+    return AppDatabase(url)

@@ -6,7 +6,7 @@ import catalog
 import portal
 import streamlit as st
 
-from avgen_dagster.errors import ContentStoreError
+from avgen_dagster.errors import AvgenError, ContentStoreError
 from avgen_dagster.store.models import RequestStatus
 
 user_id = portal.current_user()
@@ -37,14 +37,8 @@ def _path_in(item: portal.GalleryItem, path: str | None) -> str | None:
 
 
 def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
-    rid = item.request_id
-    mp4_meta = assets.get("stitched_mp4", {})
-    mp4 = _path_in(item, mp4_meta.get("file")) or _path_in(item, portal.MP4_IN_REQUEST)
-    if mp4 is None:
-        mp4 = next(
-            (rel for p in item.video_paths if p.endswith(".mp4") and (rel := _path_in(item, p))),
-            None,
-        )
+    rid, out = item.request_id, item.outputs
+    mp4 = _path_in(item, out.talking_head_mp4)
     left, right = st.columns([2, 3])
     if mp4 is not None:
         left.video(portal.signed_url(user_id, rid, mp4))
@@ -53,29 +47,25 @@ def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
         left.warning("The video file of this request is missing.")
 
     with right:
-        if duration := mp4_meta.get("duration_s"):
+        if duration := assets.get("stitched_mp4", {}).get("duration_s"):
             st.caption(f"Talking head · {float(duration):.1f} s")
-        playlist = _path_in(item, assets.get("hls", {}).get("playlist")) or _path_in(
-            item, portal.HLS_IN_REQUEST
-        )
-        if playlist is not None:
+        if playlist := _path_in(item, out.hls_playlist):
             url = portal.signed_url(user_id, rid, playlist)
             st.markdown(f"HLS stream for web players: [index.m3u8]({url})")
             views.append((rid, "hls"))
         text = assets.get("script", {}).get("script")
-        if not text and (script_file := _path_in(item, portal.SCRIPT_IN_REQUEST)):
-            tree = portal.content_tree()
+        if not text and out.script and _path_in(item, out.script):
             try:
-                text = tree.read_bytes(tree.request_file_uri(user_id, rid, script_file)).decode()
+                text = portal.content_tree().read_bytes(out.script).decode()
             except ContentStoreError:
-                text = None  # not written (yet): the gallery shows the rest
+                text = None  # missing: the gallery shows the rest
         if text:
             st.markdown("**Script**")
             with st.container(height=220 if len(text) > 600 else "content"):
                 st.markdown(text)
             views.append((rid, "script"))
 
-    images = [rel for p in item.image_paths if (rel := _path_in(item, p))]
+    images = [rel for p in out.images if (rel := _path_in(item, p))]
     if images:
         st.markdown("**Images**")
         cols = st.columns(4)
@@ -83,33 +73,39 @@ def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
             cols[n % 4].image(portal.signed_url(user_id, rid, rel), width="stretch")
             views.append((rid, f"image:{rel}"))
 
-    # Other videos: the music video first, then the clips (paths recorded by their assets).
-    extra = [
-        rel
-        for p in item.video_paths
-        if p.endswith(".mp4") and (rel := _path_in(item, p)) and rel != mp4
+    videos = [("Music video", _path_in(item, out.music_video))] + [
+        (f"Clip {n + 1}", _path_in(item, p)) for n, p in enumerate(out.video_clips)
     ]
-    extra.sort(key=lambda rel: (not rel.startswith("music_video/"), rel))
-    if extra:
+    videos = [(label, rel) for label, rel in videos if rel]
+    if videos:
         st.markdown("**Videos**")
         cols = st.columns(3)
-        for n, rel in enumerate(extra):
+        for n, (label, rel) in enumerate(videos):
             with cols[n % 3]:
                 st.video(portal.signed_url(user_id, rid, rel))
-                label = "Music video" if rel.startswith("music_video/") else f"Clip {n}"
                 st.caption(label)
             views.append((rid, f"video:{rel}"))
 
     # Music: the AAC file browsers play everywhere, else the WAV.
-    audio = [rel for p in item.audio_paths if (rel := _path_in(item, p))]
-    audio.sort(key=lambda rel: not rel.endswith(".m4a"))
-    if audio:
-        music = assets.get("music", {})
+    if music := _path_in(item, out.music) or _path_in(item, out.music_wav):
+        meta = assets.get("music", {})
         st.markdown("**Music**")
-        st.audio(portal.signed_url(user_id, rid, audio[0]))
-        if music.get("genre") and music.get("duration_s"):
-            st.caption(f"{str(music['genre']).title()} · {float(music['duration_s']):.0f} s")
+        st.audio(portal.signed_url(user_id, rid, music))
+        if meta.get("genre") and meta.get("duration_s"):
+            st.caption(f"{str(meta['genre']).title()} · {float(meta['duration_s']):.0f} s")
         views.append((rid, "music"))
+
+
+def _show_failed(item: portal.GalleryItem) -> None:
+    st.error(f"This request failed: {item.error or 'no reason was recorded'}")
+    if st.button("Retry", key=f"retry-{item.request_id}", icon=":material/refresh:"):
+        try:
+            portal.retry_request(db, user_id, item.request_id)
+        except AvgenError as exc:
+            st.error(f"Could not retry: {exc}")
+        else:
+            portal.flash("info", f"Request {item.request_id} is queued again.")
+            st.rerun()
 
 
 for item in items:
@@ -120,7 +116,7 @@ for item in items:
         if portal.is_pending(item.status):
             st.info(portal.PROCESSING_MESSAGE)
         elif item.status == RequestStatus.FAILED.value:
-            st.error(f"This request failed: {item.error or 'no reason was recorded'}")
+            _show_failed(item)
         elif item.status == RequestStatus.COMPLETED.value:
             _show_completed(item, meta.get(item.request_id, {}))
             if item.notification_failed:

@@ -8,7 +8,7 @@ import portal
 import streamlit as st
 
 from avgen_dagster.errors import AvgenError
-from avgen_dagster.options import MAX_CLIP_DURATION_S, MAX_MUSIC_DURATION_S
+from avgen_dagster.options import option_default, option_help, option_range
 from avgen_dagster.store.models import User
 
 user_id = portal.current_user()
@@ -39,20 +39,31 @@ with st.form("new_request"):
         "Portrait photo (one face, PNG, JPEG or WebP, up to 10 MB)",
         type=list(portal.PORTRAIT_TYPES),
     )
-    opts = portal.OPTION_DEFAULTS
     col1, col2 = st.columns(2)
     genre = col1.selectbox(
-        "Music genre", portal.GENRES, index=portal.GENRES.index(opts.genre), key="genre"
+        "Music genre",
+        portal.GENRES,
+        index=portal.GENRES.index(option_default("genre")),
+        help=option_help("genre"),
+        key="genre",
     )
     music_s = col2.number_input(
-        "Music length (seconds)", 5, int(MAX_MUSIC_DURATION_S), int(opts.music_duration_s),
-        step=5, key="music_s",
+        "Music length (seconds)", 5, int(option_range("music_duration_s")[1] or 300),
+        int(option_default("music_duration_s")), step=5, help=option_help("music_duration_s"),
+        key="music_s",
     )  # fmt: skip
     col1, col2, col3 = st.columns(3)
-    image_count = col1.number_input("Images", 1, 20, opts.image_count, key="image_count")
-    clip_count = col2.number_input("Video clips", 1, 20, opts.clip_count, key="clip_count")
+    image_count = col1.number_input(
+        "Images", *map(int, option_range("image_count")), option_default("image_count"),
+        help=option_help("image_count"), key="image_count",
+    )  # fmt: skip
+    clip_count = col2.number_input(
+        "Video clips", *map(int, option_range("clip_count")), option_default("clip_count"),
+        help=option_help("clip_count"), key="clip_count",
+    )  # fmt: skip
     clip_s = col3.number_input(
-        "Clip length (seconds)", 1, int(MAX_CLIP_DURATION_S), int(opts.clip_duration_s),
+        "Clip length (seconds)", 1, int(option_range("clip_duration_s")[1] or 60),
+        int(option_default("clip_duration_s")), help=option_help("clip_duration_s"),
         key="clip_s",
     )  # fmt: skip
     st.markdown("**Notify me** (leave the date empty to be told as soon as it is ready)")

@@ -17,8 +17,7 @@ with st.form("sign_in"):
     submitted = st.form_submit_button("Sign in", type="primary")
 
 if submitted:
-    with portal.database().session() as s:
-        result = authenticate(s, user_id, code, client_address=portal.client_address())
+    result = authenticate(portal.database(), user_id, code, client_address=portal.client_address())
     if result.ok:
         portal.sign_in(result)
         portal.flash("success", f"Signed in as {result.user_id}.")

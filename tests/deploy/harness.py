@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.portraits import Upload
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.requests import get_request
@@ -95,7 +96,7 @@ def enqueue(
 
     Returns ``[(request_id, user_id), ...]`` in submission order (round robin over users).
     """
-    portrait = SAMPLE_PORTRAIT.read_bytes()
+    portrait = Upload.from_path(SAMPLE_PORTRAIT)
     out = []
     for i in range(per_user):
         for user in users:
@@ -107,7 +108,6 @@ def enqueue(
                     prompt=None,
                     script=f"Hello {user}, this is request number {i + 1}.",
                     portrait=portrait,
-                    portrait_name="portrait.png",
                     options=dict(options or SMALL_OPTIONS),
                 ),
             )

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.portraits import Upload
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.models import Base, RequestStatus
 from avgen_dagster.store.notifications import create_due_notifications, dispatch_due
@@ -142,8 +143,7 @@ def test_intake_sensor_queries_and_notifications_on_postgres(
             user_id="pg_user",
             prompt=None,
             script="Hello from Postgres.",
-            portrait=SAMPLE_PORTRAIT.read_bytes(),
-            portrait_name="portrait.png",
+            portrait=Upload("portrait.png", SAMPLE_PORTRAIT.read_bytes()),
             options={"image_count": 1},
             notify_at=notify_at,
             email="Someone@Example.com",

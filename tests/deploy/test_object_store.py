@@ -15,6 +15,7 @@ import pytest
 
 from avgen_dagster.errors import ContentStoreError
 from avgen_dagster.intake import NewRequest, submit_request
+from avgen_dagster.portraits import Upload
 from avgen_dagster.media_server import media_url
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.content import ContentTree
@@ -148,8 +149,7 @@ def test_intake_stores_the_portrait_in_the_store_and_rolls_back(
         user_id=USER,
         prompt="Why is the sky blue?",
         script=None,
-        portrait=SAMPLE_PORTRAIT.read_bytes(),
-        portrait_name="portrait.png",
+        portrait=Upload("portrait.png", SAMPLE_PORTRAIT.read_bytes()),
         options={},
     )
     rid = submit_request(db, tree, new)
@@ -240,7 +240,7 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
     from avgen_dagster.assets import records, talking_head
     from avgen_dagster.checks import talking_head_checks
     from avgen_dagster.definitions import default_resources
-    from avgen_dagster.failures import REQUEST_ID_TAG
+    from avgen_dagster.runs import REQUEST_ID_TAG
     from avgen_dagster.settings import get_settings
 
     monkeypatch.setenv("AVGEN_CONTENT_URL", bucket_url)
@@ -253,8 +253,7 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
             user_id=USER,
             prompt=None,
             script="Hello from the object store. This video lives in a bucket.",
-            portrait=SAMPLE_PORTRAIT.read_bytes(),
-            portrait_name="portrait.png",
+            portrait=Upload("portrait.png", SAMPLE_PORTRAIT.read_bytes()),
             options={},
         ),
     )

@@ -1,6 +1,6 @@
 """Fixtures of the portal tests: one generated world per session, isolated env per test.
 
-The world is real: ``run_generation`` runs the generation job once for ``demo`` and once for
+The world is real: ``submit_and_run`` runs the generation job once for ``demo`` and once for
 ``bob`` (a few seconds each on the embedded backends, small options), so the gallery shows a
 real MP4, HLS stream, images, clips and music, and the Dagster catalog holds real
 materializations. Tests that change the database use
@@ -71,9 +71,12 @@ class PortalWorld:
 def portal_world(tmp_path_factory: pytest.TempPathFactory) -> PortalWorld:
     """Run the real job for ``demo`` and ``bob``; add bob's queued/processing/failed requests."""
     from avgen_dagster.auth import set_access_code
-    from avgen_dagster.cli import run_generation
+    from avgen_dagster.intake import NewRequest
+    from avgen_dagster.portraits import Upload
+    from avgen_dagster.runner import submit_and_run
+    from avgen_dagster.store import status
     from avgen_dagster.store.models import RequestStatus
-    from avgen_dagster.store.requests import create_request, mark_failed, mark_processing
+    from avgen_dagster.store.requests import create_request
     from avgen_dagster.store.session import AppDatabase
 
     root = tmp_path_factory.mktemp("portal_world")
@@ -91,15 +94,17 @@ def portal_world(tmp_path_factory: pytest.TempPathFactory) -> PortalWorld:
             mp.setenv(key, value)
         done = {}
         for user in ("demo", "bob"):
-            out = run_generation(
-                user_id=user,
-                prompt=None,
-                script="Hello there.",
-                portrait=SAMPLE_PORTRAIT,
-                options=WORLD_OPTIONS,
+            out = submit_and_run(
+                NewRequest(
+                    user_id=user,
+                    prompt=None,
+                    script="Hello there.",
+                    portrait=Upload.from_path(SAMPLE_PORTRAIT),
+                    options=WORLD_OPTIONS,
+                )
             )
-            assert out["status"] == RequestStatus.COMPLETED.value, out["error"]
-            done[user] = out["request_id"]
+            assert out.status == RequestStatus.COMPLETED.value, out.error
+            done[user] = out.request_id
         db = AppDatabase(world_env["AVGEN_DATABASE_URL"])
         with db.session() as s:
             set_access_code(s, "demo", DEMO_CODE)
@@ -114,8 +119,9 @@ def portal_world(tmp_path_factory: pytest.TempPathFactory) -> PortalWorld:
                 s, user_id="bob", prompt="a failed prompt", script=None, portrait_path=None
             ).request_id
         with db.session() as s:
-            mark_processing(s, processing)
-            mark_failed(s, failed, BOB_FAILURE)
+            status.submit(s, processing)
+            status.submit(s, failed)
+            status.fail(s, failed, BOB_FAILURE)
     return PortalWorld(
         root=root,
         home=home,

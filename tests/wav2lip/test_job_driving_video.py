@@ -9,7 +9,10 @@ import dagster as dg
 import pytest
 from typer.testing import CliRunner
 
-from avgen_dagster.cli import app, run_generation
+from avgen_dagster.cli import app
+from avgen_dagster.intake import NewRequest
+from avgen_dagster.portraits import Upload
+from avgen_dagster.runner import submit_and_run
 from avgen_dagster.media.probe import probe_media
 from avgen_dagster.resources import LipsyncBackendResource
 from tests.conftest import AvgenEnv
@@ -21,19 +24,21 @@ def test_driving_video_through_the_job(
     avgen_env: AvgenEnv, driving_video: Path, checkpoint: Path
 ) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    out = run_generation(
-        user_id="driver",
-        prompt=None,
-        script="Hello there. This video was driven by a recording.",
-        portrait=driving_video,
-        options={"driving_mode": "pingpong"},
+    out = submit_and_run(
+        NewRequest(
+            user_id="driver",
+            prompt=None,
+            script="Hello there. This video was driven by a recording.",
+            portrait=Upload.from_path(driving_video),
+            options={"driving_mode": "pingpong"},
+        ),
         instance=instance,
         resources={
             "lipsync_backend": LipsyncBackendResource(backend="wav2lip", checkpoint=str(checkpoint))
         },
         job_name="talking_head_job",
     )
-    assert out["status"] == "Completed", out["error"]
+    assert out.status == "Completed", out.error
     meta = instance.get_latest_materialization_event(
         dg.AssetKey("lipsync_segments")
     ).asset_materialization.metadata
@@ -45,7 +50,7 @@ def test_driving_video_through_the_job(
         .asset_materialization.metadata["total_duration_s"]
         .value
     )
-    info = probe_media(out["stitched_mp4"])
+    info = probe_media(out.outputs.talking_head_mp4)
     assert abs(info.duration_s - narration) <= 1 / 25 + 1e-3  # one frame
     assert abs(info.av_drift_s) <= 1 / 25
 
@@ -56,7 +61,7 @@ def test_cli_refuses_a_driving_video_without_wav2lip(
     result = CliRunner().invoke(
         app, ["generate", "--user-id", "u", "--prompt", "hi", "--portrait", str(driving_video)]
     )
-    assert result.exit_code == 2 and "needs --lipsync wav2lip" in result.output
+    assert result.exit_code == 2 and "animates still photos only" in result.output
     result = CliRunner().invoke(
         app,
         ["generate", "--user-id", "u", "--prompt", "hi", "--portrait", str(driving_video),
