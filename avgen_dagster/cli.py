@@ -261,7 +261,6 @@ def generate(
             ),
         )
         resources, backend = _lipsync_resources(lipsync, wav2lip_checkpoint)
-        _ensure_dagster_home(get_settings())
         outcome = submit_and_run(
             new,
             resources=resources,
@@ -350,7 +349,7 @@ def enqueue_request(
 ) -> None:
     """Queue a request; the request sensor (``make serve``) picks it up and runs it.
     ``avgen request retry ID`` re-queues a Failed request."""
-    from avgen_dagster.intake import submit_request
+    from avgen_dagster.intake import check_request, record_request
 
     if ctx.invoked_subcommand is not None:
         return
@@ -378,9 +377,10 @@ def enqueue_request(
             notify_at=notify_at,
             email=email,
         )
+        checked = check_request(new)  # before anything is created, the database included
         settings = get_settings()
         _ensure_dagster_home(settings)
-        request_id = submit_request(settings.database(), settings.content_tree(), new)
+        request_id = record_request(settings.database(), settings.content_tree(), checked)
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     if as_json:

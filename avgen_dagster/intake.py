@@ -154,28 +154,44 @@ def submit_request(
     run_id: str | None = None,
     photo_only_backend: str | None = None,
 ) -> str:
-    """Check ``new``, store its face source and record it; return the request id.
-
-    Args:
-        content: the content store (a :class:`ContentTree`, or a local folder).
-        run_id: the id of a run the caller is about to execute in-process for this request
-            (``avgen generate``): the row is created Processing with that run id. Default:
-            Queued, for the request sensor.
-        photo_only_backend: see :func:`check_request`.
+    """Check ``new`` (:func:`check_request`), then record it (:func:`record_request`); return
+    the request id.
 
     Raises:
         InvalidInputError / NoFaceError: naming the bad input; nothing is written.
         ContentStoreError: the face source could not be stored; nothing is recorded.
     """
     checked = check_request(new, photo_only_backend=photo_only_backend)
+    return record_request(db, content, checked, run_id=run_id)
+
+
+def record_request(
+    db: AppDatabase,
+    content: ContentTree | Path | str,
+    checked: CheckedRequest,
+    *,
+    run_id: str | None = None,
+) -> str:
+    """Store a checked request's face source and insert its row; return the request id.
+
+    Args:
+        content: the content store (a :class:`ContentTree`, or a local folder).
+        run_id: the id of a run the caller is about to execute in-process for this request
+            (``avgen generate``): the row is created Processing with that run id, in the same
+            transaction. Default: Queued, for the request sensor.
+
+    Raises:
+        ContentStoreError: the face source could not be stored; nothing is recorded.
+    """
     if not isinstance(content, ContentTree):
         content = ContentTree(content)
     request_id = new_request_id()
-    name = PORTRAIT_PNG if checked.face.kind == "photo" else driving_video_name(checked.face.suffix)
+    face = checked.face
+    name = PORTRAIT_PNG if face.kind == "photo" else driving_video_name(face.suffix)
     stored = content.work_dir(checked.user_id, request_id) / name
     stored.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(stored) as tmp:
-        tmp.write_bytes(checked.face.data)
+        tmp.write_bytes(face.data)
     stored_uri = None
     try:
         (stored_uri,) = content.publish(stored)

@@ -115,15 +115,14 @@ def submit_and_run(
             input or an unusable store, before any run (nothing written).
     """
     from avgen_dagster.definitions import build_definitions
-    from avgen_dagster.intake import submit_request
+    from avgen_dagster.intake import check_request, record_request
     from avgen_dagster.settings import get_settings
 
     settings = get_settings()
+    checked = check_request(new, photo_only_backend=photo_only_backend)  # before any write
     db = settings.database()
     run_id = new_run_id()
-    request_id = submit_request(
-        db, settings.content_tree(), new, run_id=run_id, photo_only_backend=photo_only_backend
-    )
+    request_id = record_request(db, settings.content_tree(), checked, run_id=run_id)
     if instance is None:
         home = settings.dagster_home_path
         home.mkdir(parents=True, exist_ok=True)

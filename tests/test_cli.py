@@ -12,9 +12,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from avgen_dagster.cli import app
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
 # Keep the visual package small in tests: 1 image, 1 clip of 1 s, 3 s of music.
@@ -42,61 +40,8 @@ def _script(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-BAD_INPUTS = [
-    ("empty user id", ["--user-id", "", "--prompt", "hi"], "user id is empty"),
-    ("traversal", ["--user-id", "../x", "--prompt", "hi"], "not allowed"),
-    ("long user id", ["--user-id", "a" * 65, "--prompt", "hi"], "limit is 64"),
-    ("space in id", ["--user-id", "a b", "--prompt", "hi"], "not allowed"),
-    ("empty prompt", ["--user-id", "u", "--prompt", "   "], "prompt is empty"),
-    ("huge prompt", ["--user-id", "u", "--prompt", "word " * 2000], "limit is"),
-    ("no prompt", ["--user-id", "u"], "exactly one"),
-    (
-        "missing portrait",
-        ["--user-id", "u", "--prompt", "hi", "--portrait", "/nope.png"],
-        "nope.png",
-    ),
-    (
-        "not an image",
-        ["--user-id", "u", "--prompt", "hi", "--portrait", "{not_an_image}"],
-        "notes.png",
-    ),
-    ("no face", ["--user-id", "u", "--prompt", "hi", "--portrait", "{no_face_png}"], "no face"),
-    (
-        "script of emojis",
-        ["--user-id", "u", "--script-file", "{emoji_script}"],
-        "no speakable text",
-    ),
-    ("missing script", ["--user-id", "u", "--script-file", "/no/such.txt"], "does not exist"),
-    ("bad lufs", ["--user-id", "u", "--prompt", "hi", "--target-lufs", "3"], "-40..-5"),
-]
-
-
-@pytest.mark.parametrize(("case", "args", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
-def test_bad_input_is_refused_and_nothing_is_written(
-    avgen_env: AvgenEnv,
-    tmp_path: Path,
-    no_face_png: Path,
-    not_an_image: Path,
-    case: str,
-    args: list[str],
-    message: str,
-) -> None:
-    emoji_script = _script(tmp_path, "🎉🎉 [laughs] 🚀")
-    subst = {
-        "not_an_image": str(not_an_image),
-        "no_face_png": str(no_face_png),
-        "emoji_script": emoji_script,
-    }
-    args = [a.format(**subst) if a.startswith("{") else a for a in args]
-    if "--portrait" not in args:
-        args += ["--portrait", str(SAMPLE_PORTRAIT)]
-    before = sorted(p.name for p in avgen_env.home.iterdir())
-    result = CliRunner().invoke(app, ["generate", *args])
-    assert result.exit_code == 2, result.output
-    assert "error:" in result.output and message in result.output, result.output
-    assert not avgen_env.content.exists(), "a content folder was created for bad input"
-    assert not Path(avgen_env.db_url.removeprefix("sqlite:///")).exists()
-    assert sorted(p.name for p in avgen_env.home.iterdir()) == before
+# The bad-input table of `generate` (and of `request` and the portal, with the same messages)
+# is tests/test_intake.py.
 
 
 @pytest.mark.slow
