@@ -47,10 +47,12 @@ __all__ = [
     "SpeechResult",
     "SpeechSynthesizer",
     "check_language",
+    "check_seed",
     "clear_voice_cache",
     "default_piper_voice_path",
     "length_scale_for",
     "read_piper_voice_info",
+    "trim_bounds",
     "trim_silence",
     "voice_load_count",
 ]
@@ -119,10 +121,14 @@ class SpeechSynthesizer(Protocol):
         ...
 
 
-def _trim_bounds(
+def trim_bounds(
     x: np.ndarray, sample_rate: int, pad_s: float, threshold_db: float
 ) -> tuple[int, int, int, int] | None:
-    """``(start, stop, lead, tail)`` of :func:`trim_silence`; None when all silent."""
+    """Where :func:`trim_silence` cuts ``x``: ``(start, stop, lead, tail)`` in samples.
+
+    The output is ``lead`` zeros, ``x[start:stop]``, ``tail`` zeros; a time ``t`` samples
+    into ``x`` lands at ``t - start + lead``. None when every sample is silent.
+    """
     pad = round(pad_s * sample_rate)
     active = np.flatnonzero(np.abs(x) >= 10.0 ** (threshold_db / 20.0))
     if active.size == 0:
@@ -156,7 +162,7 @@ def trim_silence(
         (m,) float32; an all-silent input gives ``2 * pad_s`` seconds of zeros.
     """
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    bounds = _trim_bounds(x, sample_rate, pad_s, threshold_db)
+    bounds = trim_bounds(x, sample_rate, pad_s, threshold_db)
     if bounds is None:
         return np.zeros(2 * round(pad_s * sample_rate), dtype=np.float32)
     start, stop, lead, tail = bounds
@@ -555,7 +561,7 @@ class PiperSpeech:
         if top < 1e-6:
             raise BackendError(f"Piper voice {self.voice_path} produced silence for the text")
         audio = audio * np.float32(self.peak / top)
-        bounds = _trim_bounds(audio, self.sample_rate, 0.05, -50.0)
+        bounds = trim_bounds(audio, self.sample_rate, 0.05, -50.0)
         start, stop, lead, tail = bounds if bounds is not None else (0, audio.size, 0, 0)
         out = np.concatenate(
             [np.zeros(lead, np.float32), audio[start:stop], np.zeros(tail, np.float32)]
