@@ -139,3 +139,39 @@ def test_earlier_requests_stay_listed(world: PortalWorld) -> None:
     shown = [c.value for c in at.caption if "· id `" in c.value]
     assert len(shown) == 23 and ids[0] in shown[-1]
     assert not at.button  # nothing older left
+
+
+def test_retry_button_requeues_a_failed_request(world: PortalWorld) -> None:
+    """A Failed request offers Retry: it goes back to Queued (new attempt, same id, history
+    kept); the gallery then shows it as being generated."""
+    from avgen_dagster.store import status
+    from avgen_dagster.store.requests import create_request, get_request
+
+    with AppDatabase(world.db_url).session() as s:
+        rid = create_request(
+            s, user_id="retrier", prompt="try me", script=None, portrait_path=None
+        ).request_id
+        status.submit(s, rid)
+        status.fail(s, rid, "lipsync_segments: the run worker was killed")
+    at = _gallery("retrier")
+    assert [e.value for e in at.error] == [
+        "This request failed: lipsync_segments: the run worker was killed"
+    ]
+    (button,) = [b for b in at.button if b.label == "Retry"]
+    button.click()
+    at.run()
+    assert not at.exception and not at.error
+    assert PROCESSING in [i.value for i in at.info]
+    with AppDatabase(world.db_url).session() as s:
+        req = get_request(s, rid)
+        assert (req.status, req.attempt, req.error) == ("Queued", 1, None)
+        assert any("retry (portal)" in (e.reason or "") for e in status.history(s, rid))
+    # Bob's failed request shows a Retry button too, but another user's cannot be retried.
+    assert any(b.label == "Retry" for b in _gallery("bob").button)
+    import portal
+    import pytest
+
+    from avgen_dagster.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="not 'retrier'"):
+        portal.retry_request(AppDatabase(world.db_url), "retrier", world.bob_failed)

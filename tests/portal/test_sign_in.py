@@ -141,7 +141,7 @@ def test_registration_shows_the_code_once_and_it_works(world: PortalWorld) -> No
         user = s.get(User, "newbie")
         assert user is not None and user.email == "Newbie@example.com"
         assert user.access_code_hash and code not in user.access_code_hash
-        assert authenticate(s, "newbie", code).ok
+    assert authenticate(AppDatabase(world.db_url), "newbie", code).ok
 
     # The same user id cannot be registered twice.
     at = app_test()
@@ -153,3 +153,33 @@ def test_registration_shows_the_code_once_and_it_works(world: PortalWorld) -> No
     at.run()
     assert "is taken" in at.error[0].value
     assert not at.code
+
+
+def test_registering_a_user_made_without_a_code_is_refused(world: PortalWorld) -> None:
+    """Account takeover: `demo` exists (made by the CLI); registering its id in the portal must
+    not hand out a code, nor touch its email or code hash."""
+    with AppDatabase(world.db_url).session() as s:
+        from avgen_dagster.store.requests import ensure_user
+
+        ensure_user(s, "cli_made", email="owner@example.com")
+    at = app_test()
+    at.run()
+    at.switch_page("app_pages/register.py").run()
+    at.text_input[0].input("cli_made")
+    at.text_input[1].input("attacker@example.com")
+    at.button[0].click()
+    at.run()
+    assert not at.exception and not at.code
+    assert "is taken" in at.error[0].value
+    with AppDatabase(world.db_url).session() as s:
+        user = s.get(User, "cli_made")
+        assert user.email == "owner@example.com" and user.access_code_hash is None
+    # Nor can the demo user of the shared world (with a code) be registered again.
+    at = app_test()
+    at.run()
+    at.switch_page("app_pages/register.py").run()
+    at.text_input[0].input("demo")
+    at.text_input[1].input("attacker@example.com")
+    at.button[0].click()
+    at.run()
+    assert "is taken" in at.error[0].value and not at.code
