@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyloudnorm
 import scipy.ndimage
-import scipy.signal
 
 from avgen_dagster.errors import MediaError
+from avgen_dagster.media.audio_io import iter_resample
 
 __all__ = [
     "ABSOLUTE_GATE_LUFS",
@@ -36,6 +37,7 @@ __all__ = [
     "measure_loudness",
     "normalize_loudness",
     "true_peak_dbtp",
+    "true_peak_envelope",
 ]
 
 #: EBU R128 programme loudness target (EBU R128 2020, section 2).
@@ -112,28 +114,53 @@ def _oversampling_factor(sample_rate: int) -> int:
     return max(4, math.ceil(_MIN_OVERSAMPLED_RATE / sample_rate))
 
 
-def _oversample(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
+def _oversampled_blocks(x: np.ndarray, sample_rate: int) -> tuple[Iterator[np.ndarray], int]:
+    """The interpolated signal in blocks (``factor`` values per input sample, in order)."""
     factor = _oversampling_factor(sample_rate)
-    up = scipy.signal.resample_poly(x.astype(np.float32), factor, 1)
-    return up[: x.size * factor], factor
+    blocks = iter_resample(x.astype(np.float32), sample_rate, sample_rate * factor, block_s=2.0)
+    return blocks, factor
 
 
 def _true_peak(x: np.ndarray, sample_rate: int) -> float:
     """Largest absolute value of the interpolated signal (linear, not dB)."""
     if x.size == 0:
         return 0.0
-    up, _ = _oversample(x, sample_rate)
-    return float(max(up.max(), -up.min(), np.abs(x).max()))
+    blocks, _ = _oversampled_blocks(x, sample_rate)
+    peak = float(np.abs(x).max())
+    for up in blocks:
+        if up.size:
+            peak = max(peak, float(up.max()), float(-up.min()))
+    return peak
 
 
-def _peak_envelope(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Per-sample true-peak envelope: max |interpolated| over each input sample period."""
-    up, factor = _oversample(x, sample_rate)
-    phases = up.reshape(x.size, factor)
-    env = np.abs(x).astype(np.float32)
-    for j in range(factor):  # column-wise max: much faster than a reduce over a short axis
-        np.maximum(env, np.abs(phases[:, j]), out=env)
-    return env.astype(np.float64)
+def true_peak_envelope(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Per-sample true-peak envelope: max |interpolated| over each input sample period.
+
+    The interpolation is the true-peak meter's (module docstring), block by block: memory is
+    one block of the oversampled signal, not all of it.
+
+    Args:
+        samples: float array of shape ``(n,)``, full scale ±1.0.
+        sample_rate: Hz.
+
+    Returns:
+        float64 array of shape ``(n,)``, linear (not dB), ``>= |samples|``.
+
+    Raises:
+        MediaError: on a non-mono array, non-finite samples or a bad rate.
+    """
+    x = _check(samples, sample_rate)
+    env = np.abs(x)
+    if x.size == 0:
+        return env
+    blocks, factor = _oversampled_blocks(x, sample_rate)
+    pos = 0
+    for up in blocks:
+        n = up.size // factor
+        phases = np.abs(up[: n * factor].reshape(n, factor)).max(axis=1)
+        np.maximum(env[pos : pos + n], phases, out=env[pos : pos + n])
+        pos += n
+    return env
 
 
 def true_peak_dbtp(samples: np.ndarray, sample_rate: int) -> float:
@@ -154,9 +181,13 @@ def true_peak_dbtp(samples: np.ndarray, sample_rate: int) -> float:
 
 
 def _k_weight(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    meter = pyloudnorm.Meter(sample_rate)
+    """BS.1770-4 K-weighting: the pre-filter (high shelf, +4 dB above ~1.5 kHz) then the RLB
+    high-pass (38 Hz), designed for ``sample_rate`` as pyloudnorm's ``Meter`` designs them."""
     y = x.copy()
-    for stage in meter._filters.values():  # BS.1770-4 pre-filter + RLB high-pass
+    for stage in (
+        pyloudnorm.IIRfilter(4.0, 1 / math.sqrt(2), 1500.0, sample_rate, "high_shelf"),
+        pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
+    ):
         y = stage.apply_filter(y)
     return y
 
@@ -213,25 +244,39 @@ def measure_loudness(samples: np.ndarray, sample_rate: int) -> LoudnessMeasureme
 
 
 def _limit(
-    x: np.ndarray,
-    env: np.ndarray,
+    samples: np.ndarray,
+    envelope: np.ndarray,
     sample_rate: int,
     ceiling_db: float,
-    attack_s: float,
-    hold_s: float,
+    *,
+    attack_s: float = 0.005,
+    hold_s: float = 0.02,
 ) -> tuple[np.ndarray, float]:
     """Look-ahead true-peak limiter (offline, zero-phase gain envelope).
 
-    Required gain ``g_req[n] = min(1, ceiling / tp_env[n])`` from the oversampled peak
-    envelope; a sliding minimum over ``±R`` samples (R = hold >= 2 h) followed by two
-    centred moving averages of ``2h + 1`` samples (h = attack / 2) gives a smooth gain
-    (triangular ramps of ``attack`` on each side) that never exceeds ``g_req`` at any
-    sample: each output is an average of minima over windows that contain that sample.
-    ``env`` is the true-peak envelope of ``x`` (:func:`_peak_envelope`).
+    Required gain ``g_req[n] = min(1, ceiling / envelope[n])``; a sliding minimum over
+    ``±R`` samples (R = hold >= 2 h) followed by two centred moving averages of ``2h + 1``
+    samples (h = attack / 2) gives a smooth gain (triangular ramps of ``attack`` on each
+    side) that never exceeds ``g_req`` at any sample: each output is an average of minima
+    over windows that contain that sample.
+
+    Args:
+        samples: float array of shape ``(n,)``.
+        envelope: float array of shape ``(n,)``, linear: :func:`true_peak_envelope` of
+            ``samples``.
+        sample_rate: Hz.
+        ceiling_db: dBTP (dBFS for a sample-peak envelope).
+        attack_s: gain ramp, seconds.
+        hold_s: hold around each peak, seconds.
+
+    Returns:
+        ``(limited, deepest_reduction_db)``: float64 ``(n,)`` and the lowest gain, dB (0
+        when nothing was over the ceiling, ``limited`` then being ``samples`` itself).
     """
+    x = np.asarray(samples, dtype=np.float64)
     ceiling = 10.0 ** (ceiling_db / 20.0)
-    g_req = np.minimum(1.0, ceiling / np.maximum(env, 1e-12))
-    if g_req.min() >= 1.0:
+    g_req = np.minimum(1.0, ceiling / np.maximum(np.asarray(envelope, np.float64), 1e-12))
+    if g_req.size == 0 or g_req.min() >= 1.0:
         return x, 0.0
     h = max(1, round(attack_s * sample_rate / 2))
     r = max(2 * h, round(hold_s * sample_rate))
@@ -285,7 +330,7 @@ def normalize_loudness(
         MediaError: on a non-mono array, NaN/inf samples or a non-positive rate.
     """
     x = _check(samples, sample_rate)
-    env = _peak_envelope(x, sample_rate) if x.size else np.zeros(0)
+    env = true_peak_envelope(x, sample_rate)
     lufs, gated = _integrated(x, sample_rate)
     before = LoudnessMeasurement(
         integrated_lufs=lufs,
@@ -304,7 +349,9 @@ def normalize_loudness(
     # The envelope is linear in x: scale it instead of recomputing it every pass.
     for _ in range(max_iterations):
         scale = 10.0 ** (gain_db / 20.0)
-        y, reduction = _limit(x * scale, env * scale, sample_rate, ceiling_db, attack_s, hold_s)
+        y, reduction = _limit(
+            x * scale, env * scale, sample_rate, ceiling_db, attack_s=attack_s, hold_s=hold_s
+        )
         y = y.astype(np.float32)
         after = measure_loudness(y, sample_rate)
         if after.true_peak_dbtp > max_true_peak_dbtp - margin_db / 2:

@@ -2,10 +2,14 @@
 
 One decode → blend → encode pass: the clips are decoded in turn (looping over the list
 until the music is covered), consecutive clips are joined by the same linear cross-fade as
-the talking-head stitch (:class:`avgen_dagster.media.stitch._Joiner`, blending only the
-overlapping frames, on yuv420p planes), the picture fades in from and out to black, and the
-frames go straight to the shared H.264/AAC encoder
-(:func:`avgen_dagster.media.video_io.encode_video_mp4`: fixed GOP, fast start, atomic).
+the talking-head stitch (:class:`avgen_dagster.media.stitch.CrossfadeJoiner`, blending only
+the overlapping frames, on yuv420p planes), the picture fades in from and out to black, and
+the frames go straight to the shared H.264/AAC encoder
+(:func:`avgen_dagster.media.video_io.encode_video_mp4`: fixed GOP, fast start, atomic). The
+faded music is mastered for delivery at 48 kHz
+(:func:`avgen_dagster.media.delivery.master_for_delivery`: back to the music's loudness
+target, which the fades lower a little, true peak limited with codec headroom, checked on a
+decoded trial encode) and the written file's audio is measured as decoded.
 
 Timing: the music lasts ``T`` seconds; the video has ``N = round(T * fps)`` frames (within
 half a frame of ``T``) and the audio is padded/trimmed to exactly ``N / fps`` seconds, so
@@ -28,9 +32,16 @@ import av
 import numpy as np
 
 from avgen_dagster.errors import MediaError
-from avgen_dagster.media.audio_io import read_wav
-from avgen_dagster.media.stitch import _Joiner, _probe_segment, _Segment
-from avgen_dagster.media.video_io import encode_video_mp4, fps_fraction
+from avgen_dagster.media.audio_io import read_wav, resample
+from avgen_dagster.media.delivery import (
+    MAX_TRUE_PEAK_DBTP,
+    DeliveredAudio,
+    master_for_delivery,
+    measure_delivered_audio,
+)
+from avgen_dagster.media.loudness import measure_loudness
+from avgen_dagster.media.stitch import CrossfadeJoiner, SegmentInfo, output_size, probe_segment
+from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, fps_fraction
 
 __all__ = ["MusicVideoResult", "compose_music_video"]
 
@@ -54,6 +65,8 @@ class MusicVideoResult:
         width: pixels.
         height: pixels.
         elapsed_s: wall-clock time of the call, seconds.
+        target_lufs: the loudness target the audio was mastered to, LUFS.
+        delivered: loudness and true peak of the written file's audio, as decoded.
     """
 
     path: Path
@@ -70,6 +83,8 @@ class MusicVideoResult:
     width: int
     height: int
     elapsed_s: float
+    target_lufs: float
+    delivered: DeliveredAudio
 
 
 def _fade_gain(i: int, n: int, fade_in: int, fade_out: int) -> float:
@@ -104,7 +119,9 @@ def _to_black(frame: av.VideoFrame, gain: float) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "yuv420p")
 
 
-def _clip_frames(seg: _Segment, rate: Fraction, width: int, height: int) -> Iterator[av.VideoFrame]:
+def _clip_frames(
+    seg: SegmentInfo, rate: Fraction, width: int, height: int
+) -> Iterator[av.VideoFrame]:
     """Decode a clip as exactly ``seg.frames`` yuv420p frames of ``width``×``height`` at
     ``rate`` (frames repeated/dropped by timestamp, like FFmpeg's ``fps`` filter, when the
     clip's own rate differs)."""
@@ -150,6 +167,8 @@ def compose_music_video(
     preset: str = "veryfast",
     size: tuple[int, int] | None = None,
     audio_bitrate: int = 160_000,
+    target_lufs: float | None = None,
+    max_true_peak_dbtp: float = MAX_TRUE_PEAK_DBTP,
 ) -> MusicVideoResult:
     """Make a music video: ``clips`` cross-faded and looped/trimmed to ``music``'s length.
 
@@ -157,9 +176,9 @@ def compose_music_video(
     joined by a ``crossfade_s`` linear cross-fade (clamped to half the shortest clip),
     the whole picture faded in from black over ``fade_in_s`` and out to black over
     ``fade_out_s`` (raised-cosine). Audio: the music, faded in and out with the same
-    raised-cosine curves, padded/trimmed to the video length. One encode pass: H.264
-    (``crf``, ``preset``, GOP ``gop_s``, closed) + AAC-LC 48 kHz mono, fast-start MP4,
-    written atomically.
+    raised-cosine curves, padded/trimmed to the video length, mastered for delivery
+    (module docstring). One encode pass: H.264 (``crf``, ``preset``, GOP ``gop_s``,
+    closed) + AAC-LC 48 kHz mono, fast-start MP4, written atomically.
 
     Args:
         clips: video files (any FFmpeg-readable; their audio is ignored).
@@ -175,6 +194,9 @@ def compose_music_video(
         size: output ``(width, height)``; default the first clip's (even) size; other
             sizes are scaled to it.
         audio_bitrate: AAC bit rate, bits per second.
+        target_lufs: loudness of the delivered audio, LUFS; ``None``: the music file's own
+            integrated loudness (measured before the fades).
+        max_true_peak_dbtp: true-peak ceiling of the delivered audio, dBTP.
 
     Returns:
         A :class:`MusicVideoResult`; ``duration_s`` is within half a frame of the music.
@@ -199,62 +221,32 @@ def compose_music_video(
         raise MediaError(f"music file {music} is empty")
     music_s = samples.size / sr
     n_frames = max(1, round(music_s * rate))
-    segs = [_probe_segment(Path(p), rate) for p in clips]
-    if size is None:
-        width, height = segs[0].width // 2 * 2, segs[0].height // 2 * 2
-    else:
-        width, height = int(size[0]) // 2 * 2, int(size[1]) // 2 * 2
-    if width < 2 or height < 2:
-        raise MediaError(f"invalid output size {width}x{height}")
-
+    segs = [probe_segment(Path(p), rate) for p in clips]
+    width, height = output_size(segs[0], size)
     d = min(round(crossfade_s * rate), min(s.frames for s in segs) // 2)
-    d = d if d >= 1 else 0
-    seq = [0]
-    covered = segs[0].frames
-    while covered < n_frames:
-        k = len(seq) % len(segs)
-        seq.append(k)
-        covered += segs[k].frames - d
-    xfs = [d] * (len(seq) - 1) if d else []
+    seq = _clip_sequence([s.frames for s in segs], n_frames, d)
 
-    # Audio: faded, exactly as long as the video.
+    # Audio: faded, exactly as long as the video, mastered at the encoder's rate.
     n_audio = round(n_frames / rate * sr)
     pcm = np.zeros(n_audio, np.float32)
     pcm[: min(n_audio, samples.size)] = samples[:n_audio]
     pcm *= _fade_curve(n_audio, round(fade_in_s * sr), round(fade_out_s * sr))
-    v_in, v_out = round(fade_in_s * rate), round(fade_out_s * rate)
-
-    def frames() -> Iterator[av.VideoFrame]:
-        pending: deque[av.VideoFrame] = deque()
-        joiner = _Joiner(xfs, pending.append)
-        emitted = 0
-
-        def flush() -> Iterator[av.VideoFrame]:
-            nonlocal emitted
-            while pending and emitted < n_frames:
-                frame = pending.popleft()
-                gain = _fade_gain(emitted, n_frames, v_in, v_out)
-                yield _to_black(frame, gain) if gain < 0.999 else frame
-                emitted += 1
-
-        for pos, k in enumerate(seq):
-            joiner.start_segment(pos)
-            for frame in _clip_frames(segs[k], rate, width, height):
-                joiner.add(frame)
-                yield from flush()
-                if emitted >= n_frames:
-                    return
-            joiner.end_segment()
-            yield from flush()
-            if emitted >= n_frames:
-                return
-
+    if target_lufs is None:
+        target_lufs = measure_loudness(samples, sr).integrated_lufs
+    mastered = master_for_delivery(
+        resample(pcm, sr, AUDIO_RATE),
+        AUDIO_RATE,
+        target_lufs=target_lufs,
+        max_true_peak_dbtp=max_true_peak_dbtp,
+        bitrate=audio_bitrate,
+    )
+    fades = (round(fade_in_s * rate), round(fade_out_s * rate))
     encoded = encode_video_mp4(
-        frames(),
+        _video_frames(segs, seq, d, n_frames, fades, rate, (width, height)),
         rate,
         Path(output),
-        audio=pcm,
-        sample_rate=sr,
+        audio=mastered.samples,
+        sample_rate=AUDIO_RATE,
         crf=crf,
         preset=preset,
         gop_s=gop_s,
@@ -276,4 +268,53 @@ def compose_music_video(
         width=width,
         height=height,
         elapsed_s=time.perf_counter() - start,
+        target_lufs=mastered.target_lufs,
+        delivered=measure_delivered_audio(encoded.path),
     )
+
+
+def _clip_sequence(frames: Sequence[int], n_frames: int, d: int) -> list[int]:
+    """Clip indices ``0, 1, ..., n-1, 0, 1, ...`` until ``F_0 + Σ (F_k - d) >= n_frames``."""
+    seq = [0]
+    covered = frames[0]
+    while covered < n_frames:
+        k = len(seq) % len(frames)
+        seq.append(k)
+        covered += frames[k] - d
+    return seq
+
+
+def _video_frames(
+    segs: Sequence[SegmentInfo],
+    seq: Sequence[int],
+    d: int,
+    n_frames: int,
+    fades: tuple[int, int],
+    rate: Fraction,
+    size: tuple[int, int],
+) -> Iterator[av.VideoFrame]:
+    """The ``n_frames`` output frames: clips in ``seq`` order, ``d``-frame cross-fades,
+    faded in from and out to black over ``fades`` = (in, out) frames."""
+    pending: deque[av.VideoFrame] = deque()
+    joiner = CrossfadeJoiner([d] * (len(seq) - 1) if d else [], pending.append)
+    emitted = 0
+
+    def flush() -> Iterator[av.VideoFrame]:
+        nonlocal emitted
+        while pending and emitted < n_frames:
+            frame = pending.popleft()
+            gain = _fade_gain(emitted, n_frames, *fades)
+            yield _to_black(frame, gain) if gain < 0.999 else frame
+            emitted += 1
+
+    for pos, k in enumerate(seq):
+        joiner.start_segment(pos)
+        for frame in _clip_frames(segs[k], rate, *size):
+            joiner.add(frame)
+            yield from flush()
+            if emitted >= n_frames:
+                return
+        joiner.end_segment()
+        yield from flush()
+        if emitted >= n_frames:
+            return

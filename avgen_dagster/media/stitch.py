@@ -1,12 +1,18 @@
-"""Join MP4 segments with video and audio cross-fades in one decode -> filter -> encode pass.
+"""Join MP4 segments with video and audio cross-fades into one fast-start MP4 (one encode).
 
-Every segment is decoded once (PyAV, in a background thread), fed into a single FFmpeg
-filter graph (per-segment video conform filters; per-segment audio conform plus a chain of
-``acrossfade``) and encoded once by libx264 + AAC with a fixed, closed GOP for HLS and a
-fast-start MP4 layout. Video frames move from decoder to filter graph to encoder as FFmpeg
-frames (no numpy copies); only the few frames inside a cross-fade are converted and
-blended with numpy (the same linear "fade" as ``xfade``, which would cost ~0.4 ms on every
-frame, transition or not). Python adds a few microseconds per frame.
+Audio first: every segment's track (or its WAV) goes through one FFmpeg filter graph
+(per-segment conform to 48 kHz mono, padded or trimmed to the segment's video duration,
+then a chain of ``acrossfade``); the mixed programme is mastered for delivery
+(:func:`avgen_dagster.media.delivery.master_for_delivery`: loudness target, true-peak
+limiter with codec headroom, verified on a decoded trial encode), because cross-fades add
+overlapping peaks and the AAC encode adds overshoot. Then video: every segment is decoded
+once (PyAV, in a background thread) and conformed in a filter graph, consecutive segments
+are cross-faded by :class:`CrossfadeJoiner` (only the few overlapping frames are blended,
+the same linear "fade" as ``xfade``, which would cost ~0.4 ms on every frame, transition
+or not), and the frames go straight to the H.264/AAC encoder
+(:func:`avgen_dagster.media.video_io.encode_video_mp4`: fixed closed GOP for HLS, fast
+start) with the mastered audio. Finally the delivered file's audio is decoded and measured
+(:func:`avgen_dagster.media.delivery.measure_delivered_audio`).
 
 Timing rule (frames at ``fps``): segment ``k`` lasts ``F_k`` frames; the requested cross-fade
 ``c = crossfade_s * fps`` frames is spread over the ``n - 1`` joins by cumulative rounding,
@@ -36,11 +42,25 @@ import av
 import numpy as np
 
 from avgen_dagster.errors import MediaError
-from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.media.audio_io import read_wav
-from avgen_dagster.media.video_io import fps_fraction
+from avgen_dagster.media.decode import open_media
+from avgen_dagster.media.delivery import (
+    MAX_TRUE_PEAK_DBTP,
+    DeliveredAudio,
+    master_for_delivery,
+    measure_delivered_audio,
+)
+from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, fps_fraction
 
-__all__ = ["StitchResult", "stitch_segments"]
+__all__ = [
+    "CrossfadeJoiner",
+    "SegmentInfo",
+    "StitchResult",
+    "cumulative_round",
+    "output_size",
+    "probe_segment",
+    "stitch_segments",
+]
 
 #: Frame-threaded decoding only pays off when libx264 leaves cores idle: on small machines
 #: the encoder saturates every core and decoder threads only add overhead (measured on 2
@@ -66,6 +86,8 @@ class StitchResult:
         width: output width, pixels.
         height: output height, pixels.
         elapsed_s: wall-clock time of the whole call, seconds.
+        target_lufs: the loudness target the audio was mastered to, LUFS.
+        delivered: loudness and true peak of the written file's audio, as decoded.
     """
 
     path: Path
@@ -80,12 +102,30 @@ class StitchResult:
     width: int
     height: int
     elapsed_s: float
+    target_lufs: float
+    delivered: DeliveredAudio
 
 
 @dataclass(frozen=True)
-class _Segment:
+class SegmentInfo:
+    """Stream parameters of one input segment (:func:`probe_segment`).
+
+    Attributes:
+        path: the file.
+        frames: video frames after conforming to the output frame rate.
+        same_rate: the segment's own frame rate is the output's (within 0.001 fps).
+        width: pixels.
+        height: pixels.
+        pix_fmt: the video stream's pixel format.
+        time_base: the video stream's time base.
+        has_audio: the file has an audio stream.
+        sample_rate: audio rate, Hz (0 without audio).
+        sample_fmt: FFmpeg audio sample format name ("" without audio).
+        layout: FFmpeg channel layout name ("" without audio).
+    """
+
     path: Path
-    frames: int  # output frames after conforming to the target fps
+    frames: int
     same_rate: bool
     width: int
     height: int
@@ -97,12 +137,17 @@ class _Segment:
     layout: str
 
 
-def _probe_segment(path: Path, rate: Fraction) -> _Segment:
-    """Read a segment's stream parameters and its frame count at the output ``rate``."""
-    if not path.is_file():
-        raise MediaError(f"segment not found: {path}")
+def probe_segment(path: Path, rate: Fraction) -> SegmentInfo:
+    """Read a segment's stream parameters and count its frames at the output ``rate``.
+
+    Frames: the header's count at the same rate, else ``round(duration * rate)``, else (no
+    count, no duration) the video packets counted.
+
+    Raises:
+        MediaError: a missing or unreadable file, no video stream, or no frames.
+    """
     try:
-        with av.open(str(path)) as c:
+        with open_media(path, "segment") as c:
             if not c.streams.video:
                 raise MediaError(f"segment {path} has no video stream")
             vs = c.streams.video[0]
@@ -121,7 +166,7 @@ def _probe_segment(path: Path, rate: Fraction) -> _Segment:
                 raise MediaError(f"segment {path} has no video frames")
             aus = c.streams.audio[0] if c.streams.audio else None
             cc = vs.codec_context
-            return _Segment(
+            return SegmentInfo(
                 path=path,
                 frames=frames,
                 same_rate=same,
@@ -138,13 +183,46 @@ def _probe_segment(path: Path, rate: Fraction) -> _Segment:
         raise MediaError(f"cannot read segment {path}: {exc}") from exc
 
 
-def _drain(sink: av.filter.context.FilterContext) -> list:
-    frames = []
-    while True:
-        try:
-            frames.append(sink.pull())
-        except (av.BlockingIOError, av.EOFError):
-            return frames
+def output_size(first: SegmentInfo, size: tuple[int, int] | None) -> tuple[int, int]:
+    """Output ``(width, height)``: ``size``, else the first segment's, rounded down to even.
+
+    Raises:
+        MediaError: a side under 2 px.
+    """
+    w, h = (first.width, first.height) if size is None else (int(size[0]), int(size[1]))
+    width, height = w // 2 * 2, h // 2 * 2
+    if width < 2 or height < 2:
+        raise MediaError(f"invalid output size {width}x{height}")
+    return width, height
+
+
+def cumulative_round(steps: Sequence[float]) -> list[int]:
+    """Whole numbers adding up like ``steps`` do: ``R(s_1 + ... + s_k) - R(s_1 + ... +
+    s_{k-1})`` with ``R(x) = floor(x + 1/2)`` (no drift however many steps)."""
+    edges = [math.floor(x + 0.5) for x in itertools.accumulate(steps, initial=0.0)]
+    return [b - a for a, b in itertools.pairwise(edges)]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    crossfades: list[int]  # frames per join (empty: no fades)
+    clamped: bool
+    seg_samples: list[int]  # audio samples per segment at AUDIO_RATE
+    xf_samples: list[int]  # audio samples per join
+
+
+def _plan(segs: Sequence[SegmentInfo], crossfade_s: float, rate: Fraction) -> _Plan:
+    n = len(segs)
+    wanted = float(crossfade_s * rate) if n > 1 else 0.0
+    c = min(wanted, float(min(s.frames for s in segs) // 2))
+    xfs = cumulative_round([c] * (n - 1)) if c >= 1 else []
+    per_frame = AUDIO_RATE / float(rate)
+    return _Plan(
+        crossfades=xfs,
+        clamped=c < wanted,
+        seg_samples=cumulative_round([s.frames * per_frame for s in segs]),
+        xf_samples=cumulative_round([d * per_frame for d in xfs]),
+    )
 
 
 def stitch_segments(
@@ -156,20 +234,22 @@ def stitch_segments(
     gop_s: float = 2.0,
     crf: int = 20,
     preset: str = "veryfast",
-    audio_rate: int = 48000,
     audio: Sequence[Path] | None = None,
     size: tuple[int, int] | None = None,
     audio_bitrate: int = 128_000,
+    target_lufs: float | None = None,
+    max_true_peak_dbtp: float = MAX_TRUE_PEAK_DBTP,
 ) -> StitchResult:
     """Join MP4 segments with cross-fades into one fast-start MP4 (one encode pass).
 
     Video: each segment is conformed (``fps`` filter if its rate differs; scaled to fit and
     padded if its size differs; yuv420p), then consecutive segments are joined by a linear
     cross-fade (``xfade=transition=fade`` semantics, blended on the overlapping frames).
-    Audio: each segment's track is resampled to ``audio_rate`` mono, padded/trimmed to its
-    video duration, then joined by ``acrossfade`` with equal-power quarter-sine curves
+    Audio: each segment's track is resampled to 48 kHz mono, padded/trimmed to its video
+    duration, then joined by ``acrossfade`` with equal-power quarter-sine curves
     (``qsin``/``qsin``), which keep the power of uncorrelated material (speech) constant
-    through the join.
+    through the join; the mix is mastered so that the delivered AAC decodes within the
+    loudness target and under the true-peak ceiling (module docstring).
 
     Cross-fade length: ``c = crossfade_s * fps`` frames, spread over the joins in whole
     frames by cumulative rounding (module docstring). If ``c`` exceeds half of the shortest
@@ -178,8 +258,8 @@ def stitch_segments(
 
     Encoding: libx264 (``crf``, ``preset``, all cores), GOP fixed at ``round(gop_s * fps)``
     frames (``keyint = min-keyint``, ``scenecut=0``, closed GOP) so HLS can cut every
-    ``gop_s``; AAC-LC mono at ``audio_rate``; ``movflags=+faststart``; written to a temp
-    file and renamed.
+    ``gop_s``; AAC-LC mono 48 kHz; ``movflags=+faststart``; written to a temp file and
+    renamed.
 
     Args:
         segments: MP4 (or any FFmpeg-readable) files with an H.264/any video stream and
@@ -190,21 +270,22 @@ def stitch_segments(
         gop_s: keyframe interval, seconds.
         crf: libx264 constant rate factor.
         preset: libx264 preset.
-        audio_rate: output sample rate, Hz.
         audio: optional WAV files (one per segment) used instead of the segments' own audio,
             e.g. loudness-normalised clips.
         size: output ``(width, height)``; default the first segment's size (made even).
         audio_bitrate: AAC bit rate, bits per second.
+        target_lufs: loudness of the delivered audio, LUFS; ``None`` keeps the mix's own
+            (segments normalised to the target already).
+        max_true_peak_dbtp: true-peak ceiling of the delivered audio, dBTP.
 
     Returns:
-        A :class:`StitchResult`.
+        A :class:`StitchResult` (``delivered``: the written file's audio, measured).
 
     Raises:
         MediaError: no segments, a missing/corrupt segment or WAV, mismatched ``audio``
             count, bad parameters, or an FFmpeg failure.
     """
     t_start = time.perf_counter()
-    output = Path(output)
     if not segments:
         raise MediaError("stitch_segments needs at least one segment")
     if crossfade_s < 0 or not math.isfinite(crossfade_s):
@@ -214,180 +295,231 @@ def stitch_segments(
     if audio is not None and len(audio) != len(segments):
         raise MediaError(f"got {len(audio)} audio files for {len(segments)} segments")
     rate = fps_fraction(fps)
-    tb = 1 / rate
-    segs = [_probe_segment(Path(p), rate) for p in segments]
+    segs = [probe_segment(Path(p), rate) for p in segments]
     wavs = [read_wav(p) for p in audio] if audio is not None else None
-    n = len(segs)
-    if size is None:
-        width, height = segs[0].width // 2 * 2, segs[0].height // 2 * 2
-    else:
-        width, height = int(size[0]) // 2 * 2, int(size[1]) // 2 * 2
-    if width < 2 or height < 2:
-        raise MediaError(f"invalid output size {width}x{height}")
+    width, height = output_size(segs[0], size)
+    plan = _plan(segs, crossfade_s, rate)
+    mastered = master_for_delivery(
+        _mix_audio(segs, wavs, plan),
+        AUDIO_RATE,
+        target_lufs=target_lufs,
+        max_true_peak_dbtp=max_true_peak_dbtp,
+        bitrate=audio_bitrate,
+    )
+    encoded = encode_video_mp4(
+        _joined_frames(segs, plan.crossfades, rate, (width, height)),
+        rate,
+        Path(output),
+        audio=mastered.samples,
+        sample_rate=AUDIO_RATE,
+        crf=crf,
+        preset=preset,
+        gop_s=gop_s,
+        faststart=True,
+        audio_bitrate=audio_bitrate,
+    )
+    xfs = plan.crossfades
+    return StitchResult(
+        path=encoded.path,
+        duration_s=encoded.duration_s,
+        segment_count=len(segs),
+        video_frames=encoded.frames,
+        audio_duration_s=encoded.audio_duration_s,
+        crossfade_s=float(sum(xfs) / len(xfs) / rate) if xfs else 0.0,
+        crossfade_frames=tuple(xfs),
+        crossfade_clamped=plan.clamped,
+        fps=float(rate),
+        width=width,
+        height=height,
+        elapsed_s=time.perf_counter() - t_start,
+        target_lufs=mastered.target_lufs,
+        delivered=measure_delivered_audio(encoded.path),
+    )
 
-    def cumulative_round(steps: Sequence[float]) -> list[int]:
-        edges = [math.floor(x + 0.5) for x in itertools.accumulate(steps, initial=0.0)]
-        return [b - a for a, b in itertools.pairwise(edges)]
 
-    wanted = float(crossfade_s * rate) if n > 1 else 0.0
-    limit = min(s.frames for s in segs) // 2
-    c = min(wanted, float(limit))
-    clamped = c < wanted
-    xfs = cumulative_round([c] * (n - 1)) if c >= 1 else []
-    samples_per_frame = audio_rate / float(rate)
-    seg_samples = cumulative_round([s.frames * samples_per_frame for s in segs])
-    xf_samples = cumulative_round([d * samples_per_frame for d in xfs])
+def _drain(sink: av.filter.context.FilterContext) -> list:
+    frames = []
+    while True:
+        try:
+            frames.append(sink.pull())
+        except (av.BlockingIOError, av.EOFError):
+            return frames
 
+
+def _link(chain: Sequence[av.filter.context.FilterContext]) -> None:
+    for a, b in itertools.pairwise(chain):
+        a.link_to(b)
+
+
+def _mix_audio(
+    segs: Sequence[SegmentInfo], wavs: list[tuple[np.ndarray, int]] | None, plan: _Plan
+) -> np.ndarray:
+    """The segments' audio conformed, cut to their video durations and cross-faded.
+
+    Returns:
+        float32 ``(sum(seg_samples) - sum(xf_samples),)`` at :data:`AUDIO_RATE`.
+    """
     graph = av.filter.Graph()
-    vbufs, abufs, vtails, atails = [], [], [], []
+    sources, tails = [], []
     for k, s in enumerate(segs):
-        tbk = tb if s.same_rate else s.time_base
-        vb = graph.add(
-            "buffer",
-            f"video_size={s.width}x{s.height}:pix_fmt={s.pix_fmt}:"
-            f"time_base={tbk.numerator}/{tbk.denominator}:pixel_aspect=1/1:"
-            f"frame_rate={rate.numerator}/{rate.denominator}",
-            name=f"v{k}",
-        )
-        chain = [vb]
-        if not s.same_rate:
-            chain.append(graph.add("fps", f"fps={rate.numerator}/{rate.denominator}"))
-        if (s.width, s.height) != (width, height):
-            chain.append(
-                graph.add("scale", f"{width}:{height}:force_original_aspect_ratio=decrease")
-            )
-            chain.append(graph.add("pad", f"{width}:{height}:-1:-1"))
-        chain.append(graph.add("setsar", "1"))
-        chain.append(graph.add("format", "yuv420p"))
-        chain.append(graph.add("trim", f"end_frame={s.frames}"))
-        for a, b in itertools.pairwise(chain):
-            a.link_to(b)
-        vbufs.append(vb)
-        vtails.append(chain[-1])
-
         if wavs is not None:
             sr, fmt, layout = wavs[k][1], "flt", "mono"
         elif s.has_audio:
             sr, fmt, layout = s.sample_rate, s.sample_fmt, s.layout or "mono"
         else:
-            sr, fmt, layout = audio_rate, "flt", "mono"
-        ab = graph.add(
-            "abuffer",
-            f"sample_rate={sr}:sample_fmt={fmt}:channel_layout={layout}:time_base=1/{sr}",
-            name=f"a{k}",
-        )
-        achain = [
-            ab,
-            graph.add("aresample", f"{audio_rate}"),
+            sr, fmt, layout = AUDIO_RATE, "flt", "mono"
+        chain = [
             graph.add(
-                "aformat", f"sample_fmts=fltp:channel_layouts=mono:sample_rates={audio_rate}"
+                "abuffer",
+                f"sample_rate={sr}:sample_fmt={fmt}:channel_layout={layout}:time_base=1/{sr}",
             ),
-            graph.add("apad", f"whole_len={seg_samples[k]}"),
-            graph.add("atrim", f"end_sample={seg_samples[k]}"),
+            graph.add("aresample", f"{AUDIO_RATE}"),
+            graph.add(
+                "aformat", f"sample_fmts=fltp:channel_layouts=mono:sample_rates={AUDIO_RATE}"
+            ),
+            graph.add("apad", f"whole_len={plan.seg_samples[k]}"),
+            graph.add("atrim", f"end_sample={plan.seg_samples[k]}"),
         ]
-        for a, b in itertools.pairwise(achain):
-            a.link_to(b)
-        abufs.append(ab)
-        atails.append(achain[-1])
+        _link(chain)
+        sources.append(chain[0])
+        tails.append(chain[-1])
+    out = tails[0]
+    if len(segs) > 1 and not plan.crossfades:
+        out = graph.add("concat", f"n={len(segs)}:v=0:a=1")
+        for k, tail in enumerate(tails):
+            tail.link_to(out, 0, k)
+    elif len(segs) > 1:
+        for k in range(1, len(segs)):
+            fade = f"nb_samples={plan.xf_samples[k - 1]}:curve1=qsin:curve2=qsin"
+            xf = graph.add("acrossfade", fade)
+            out.link_to(xf, 0, 0)
+            tails[k].link_to(xf, 0, 1)
+            out = xf
+    sink = graph.add("abuffersink")
+    out.link_to(sink, 0, 0)
+    try:
+        graph.configure()
+        chunks: list[np.ndarray] = []
+        for k, s in enumerate(segs):
+            for frame in _segment_audio(s, wavs[k] if wavs is not None else None):
+                sources[k].push(frame)
+                chunks.extend(f.to_ndarray()[0] for f in _drain(sink))
+            sources[k].push(None)
+            chunks.extend(f.to_ndarray()[0] for f in _drain(sink))
+    except av.FFmpegError as exc:
+        raise MediaError(f"mixing the segments' audio failed: {exc}") from exc
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
-    # Video: each segment ends in its own sink; cross-fades are blended in _Joiner.
-    vsinks = []
-    for k in range(n):
-        sink = graph.add("buffersink", name=f"vsink{k}")
-        vtails[k].link_to(sink)
-        vsinks.append(sink)
-    # Audio: one acrossfade chain (or concat) into one sink.
-    if n == 1:
-        aout, aout_pad = atails[0], 0
-    elif not xfs:
-        aout, aout_pad = graph.add("concat", f"n={n}:v=0:a=1"), 0
-        for k in range(n):
-            atails[k].link_to(aout, 0, k)
-    else:
-        aout, aout_pad = atails[0], 0
-        for k in range(1, n):
-            af = graph.add("acrossfade", f"nb_samples={xf_samples[k - 1]}:curve1=qsin:curve2=qsin")
-            aout.link_to(af, 0, 0)
-            atails[k].link_to(af, 0, 1)
-            aout = af
-    asink = graph.add("abuffersink")
-    aout.link_to(asink, aout_pad, 0)
+
+def _segment_audio(
+    s: SegmentInfo, wav: tuple[np.ndarray, int] | None, step: int = 4096
+) -> Iterator[av.AudioFrame]:
+    """Segment ``s``'s audio frames with running sample counts as time stamps (``wav``
+    instead of its own track when given; nothing for a silent segment), so gaps or offsets
+    in the source time stamps cannot desynchronise the joins."""
+    if wav is not None:
+        pcm, sr = wav
+        for i in range(0, pcm.size, step):
+            af = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(pcm[None, i : i + step]), format="flt", layout="mono"
+            )
+            af.sample_rate, af.pts, af.time_base = sr, i, Fraction(1, sr)
+            yield af
+        return
+    if not s.has_audio:
+        return
+    with open_media(s.path, "segment") as c:
+        pts = 0
+        try:
+            for frame in c.decode(c.streams.audio[0]):
+                frame.pts = pts
+                pts += frame.samples
+                yield frame
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot decode the audio of segment {s.path}: {exc}") from exc
+
+
+def _video_graph(
+    segs: Sequence[SegmentInfo], rate: Fraction, size: tuple[int, int]
+) -> tuple[av.filter.Graph, list, list]:
+    """One conform chain per segment (buffer → fps → scale/pad → yuv420p → trim → sink)."""
+    width, height = size
+    graph = av.filter.Graph()
+    sources, sinks = [], []
+    for s in segs:
+        tb = 1 / rate if s.same_rate else s.time_base
+        chain = [
+            graph.add(
+                "buffer",
+                f"video_size={s.width}x{s.height}:pix_fmt={s.pix_fmt}:"
+                f"time_base={tb.numerator}/{tb.denominator}:pixel_aspect=1/1:"
+                f"frame_rate={rate.numerator}/{rate.denominator}",
+            )
+        ]
+        if not s.same_rate:
+            chain.append(graph.add("fps", f"fps={rate.numerator}/{rate.denominator}"))
+        if (s.width, s.height) != (width, height):
+            fit = f"{width}:{height}:force_original_aspect_ratio=decrease"
+            chain += [graph.add("scale", fit), graph.add("pad", f"{width}:{height}:-1:-1")]
+        chain += [
+            graph.add("setsar", "1"),
+            graph.add("format", "yuv420p"),
+            graph.add("trim", f"end_frame={s.frames}"),
+            graph.add("buffersink"),
+        ]
+        _link(chain)
+        sources.append(chain[0])
+        sinks.append(chain[-1])
     try:
         graph.configure()
     except av.FFmpegError as exc:
         raise MediaError(f"cannot build the stitch filter graph: {exc}") from exc
+    return graph, sources, sinks
 
-    gop = max(1, round(gop_s * rate))
-    frames_out = 0
-    samples_out = 0
+
+def _joined_frames(
+    segs: Sequence[SegmentInfo],
+    crossfades: Sequence[int],
+    rate: Fraction,
+    size: tuple[int, int],
+) -> Iterator[av.VideoFrame]:
+    """Every output frame in order: segments decoded, conformed, then cross-faded.
+
+    Video pts become frame indices (same-rate input) or start at 0 in the stream time base
+    (the ``fps`` filter conforms them).
+    """
+    _graph, sources, sinks = _video_graph(segs, rate, size)  # the graph owns the filters
+    pending: deque[av.VideoFrame] = deque()
+    joiner = CrossfadeJoiner(crossfades, pending.append)
+    prefetch = _Prefetcher(segs)
     try:
-        with (
-            atomic_path(output) as tmp,
-            av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-        ):
-            vst = out.add_stream("libx264", rate=rate)
-            vst.width, vst.height, vst.pix_fmt = width, height, "yuv420p"
-            vst.time_base = tb
-            vst.codec_context.thread_count = 0  # x264 auto threads
-            vst.codec_context.thread_type = "FRAME"  # as the ffmpeg CLI; PyAV defaults to SLICE
-            vst.options = {
-                "crf": str(crf),
-                "preset": preset,
-                "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0",
-            }
-            ast = out.add_stream("aac", rate=audio_rate, layout="mono")
-            ast.bit_rate = audio_bitrate
-            atb = Fraction(1, audio_rate)
-
-            def emit(f: av.VideoFrame) -> None:
-                nonlocal frames_out
-                f.pts, f.time_base = frames_out, tb
-                f.pict_type = av.video.frame.PictureType.NONE  # no forced keyframes
-                frames_out += 1
-                out.mux(vst.encode(f))
-
-            joiner = _Joiner(xfs, emit)
-            current = 0
-
-            def pump() -> None:
-                nonlocal samples_out
-                for f in _drain(vsinks[current]):
-                    joiner.add(f)
-                for f in _drain(asink):
-                    f.pts, f.time_base = samples_out, atb
-                    samples_out += f.samples
-                    out.mux(ast.encode(f))
-
-            prefetch = _Prefetcher(segs, own_audio=wavs is None)
-            try:
-                for k, s in enumerate(segs):
-                    current = k
-                    joiner.start_segment(k)
-                    frames = prefetch.frames(k)
-                    _feed_segment(s, k, vbufs[k], abufs[k], wavs, audio_rate, frames, pump)
-                    joiner.end_segment()
-            finally:
-                prefetch.close()
-            pump()
-            out.mux(vst.encode(None))
-            out.mux(ast.encode(None))
+        for k, s in enumerate(segs):
+            joiner.start_segment(k)
+            v0: int | None = None
+            for index, frame in enumerate(prefetch.frames(k)):
+                if s.same_rate:
+                    frame.pts = index
+                else:
+                    v0 = (frame.pts or 0) if v0 is None else v0
+                    frame.pts = (frame.pts or 0) - v0
+                sources[k].push(frame)
+                for out in _drain(sinks[k]):
+                    joiner.add(out)
+                yield from _popall(pending)
+            sources[k].push(None)
+            for out in _drain(sinks[k]):
+                joiner.add(out)
+            joiner.end_segment()
+            yield from _popall(pending)
     except av.FFmpegError as exc:
-        raise MediaError(f"stitching into {output} failed: {exc}") from exc
+        raise MediaError(f"stitching the segments' video failed: {exc}") from exc
+    finally:
+        prefetch.close()
 
-    return StitchResult(
-        path=output,
-        duration_s=float(frames_out / rate),
-        segment_count=n,
-        video_frames=frames_out,
-        audio_duration_s=samples_out / audio_rate,
-        crossfade_s=float(sum(xfs) / len(xfs) / rate) if xfs else 0.0,
-        crossfade_frames=tuple(xfs),
-        crossfade_clamped=clamped,
-        fps=float(rate),
-        width=width,
-        height=height,
-        elapsed_s=time.perf_counter() - t_start,
-    )
+
+def _popall(pending: deque[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+    while pending:
+        yield pending.popleft()
 
 
 def _blend(a: av.VideoFrame, b: av.VideoFrame, weight: int) -> av.VideoFrame:
@@ -398,15 +530,23 @@ def _blend(a: av.VideoFrame, b: av.VideoFrame, weight: int) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(mixed.astype(np.uint8), format="yuv420p")
 
 
-class _Joiner:
+class CrossfadeJoiner:
     """Emit segment frames in order, cross-fading the last ``D_k`` frames of segment ``k``
     with the first ``D_k`` frames of segment ``k + 1`` (linear "fade" like ``xfade``).
 
     Transition frame ``j`` of ``D`` takes ``(j + 1) / (D + 1)`` of the incoming segment, so
     every transition frame is a real mix. Only the ``D_k`` tail frames are held (by
-    reference), everything else passes straight to the encoder. Blending here instead of
-    in ``xfade`` matters for speed: ``xfade`` costs ~0.4 ms for every frame of its inputs,
-    transition or not (measured with FFmpeg 8.1 at 512x512), ~15 % of a veryfast encode.
+    reference), everything else passes straight on. Blending here instead of in ``xfade``
+    matters for speed: ``xfade`` costs ~0.4 ms for every frame of its inputs, transition or
+    not (measured with FFmpeg 8.1 at 512x512), ~15 % of a veryfast encode.
+
+    Args:
+        crossfades: ``D_k`` frames of each join (``n - 1`` values; empty for hard cuts).
+        emit: receives every output frame (yuv420p ``av.VideoFrame``, all the same size),
+            in order.
+
+    Use: for each segment ``k`` in order, :meth:`start_segment` (k), :meth:`add` each of
+    its frames, then :meth:`end_segment`.
     """
 
     def __init__(self, crossfades: Sequence[int], emit: Callable[[av.VideoFrame], None]) -> None:
@@ -417,12 +557,14 @@ class _Joiner:
         self._d_in = self._d_out = self._i = 0
 
     def start_segment(self, k: int) -> None:
+        """Begin segment ``k`` (0-based; segments must come in order)."""
         self._d_in = self._xfs[k - 1] if 0 < k <= len(self._xfs) else 0
         self._d_out = self._xfs[k] if k < len(self._xfs) else 0
         self._hold = deque()
         self._i = 0
 
     def add(self, frame: av.VideoFrame) -> None:
+        """Take the next frame of the current segment."""
         i = self._i
         self._i += 1
         if i < self._d_in and i < len(self._prev_tail):
@@ -434,6 +576,7 @@ class _Joiner:
             self._emit(self._hold.popleft())
 
     def end_segment(self) -> None:
+        """End the current segment (its tail waits for the next one's head)."""
         if self._d_out == 0:
             while self._hold:
                 self._emit(self._hold.popleft())
@@ -442,7 +585,7 @@ class _Joiner:
 
 
 class _Prefetcher:
-    """Decode all segments in a background thread, in order, into a bounded queue.
+    """Decode all segments' video in a background thread, in order, into a bounded queue.
 
     FFmpeg releases the GIL while decoding, so decoding the next frames overlaps with
     filtering and encoding on the main thread; the queue bound (``depth`` frames) keeps
@@ -450,11 +593,8 @@ class _Prefetcher:
     is forwarded and re-raised by :meth:`frames`.
     """
 
-    _END = object()
-
-    def __init__(self, segs: Sequence[_Segment], own_audio: bool, depth: int = 24) -> None:
+    def __init__(self, segs: Sequence[SegmentInfo], depth: int = 24) -> None:
         self._segs = segs
-        self._own_audio = own_audio
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stitch-decode", daemon=True)
@@ -476,20 +616,16 @@ class _Prefetcher:
                     vs = c.streams.video[0]
                     if (os.cpu_count() or 1) > _DECODE_THREADS_MIN_CORES:
                         vs.thread_type = "AUTO"
-                    streams = [vs]
-                    if self._own_audio and s.has_audio:
-                        streams.append(c.streams.audio[0])
-                    for packet in c.demux(streams):
-                        for frame in packet.decode():
-                            if not self._put((k, frame)):
-                                return
+                    for frame in c.decode(vs):
+                        if not self._put((k, frame)):
+                            return
                 if not self._put((k, None)):
                     return
         except BaseException as exc:  # forwarded to the consumer
             self._put((-1, exc))
 
-    def frames(self, k: int) -> Iterator[av.VideoFrame | av.AudioFrame]:
-        """Yield the decoded frames of segment ``k`` (segments must be read in order)."""
+    def frames(self, k: int) -> Iterator[av.VideoFrame]:
+        """Yield the decoded video frames of segment ``k`` (segments must be read in order)."""
         while True:
             kk, item = self._queue.get()
             if kk == -1:
@@ -502,56 +638,6 @@ class _Prefetcher:
             yield item
 
     def close(self) -> None:
+        """Stop the decoding thread (the queue is abandoned)."""
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-def _feed_segment(
-    s: _Segment,
-    k: int,
-    vbuf: av.filter.context.FilterContext,
-    abuf: av.filter.context.FilterContext,
-    wavs: list[tuple[np.ndarray, int]] | None,
-    audio_rate: int,
-    frames: Iterator[av.VideoFrame | av.AudioFrame],
-    pump: Callable[[], None],
-) -> None:
-    """Push segment ``k``'s frames into its buffer sources, pumping the graph as it goes.
-
-    Video pts become frame indices (same-rate input) or start at 0 in the stream time base
-    (the ``fps`` filter conforms them); audio pts become running sample counts, so gaps
-    or offsets in the source timestamps cannot desynchronise the joins.
-    """
-    own_audio = wavs is None and s.has_audio
-    if not own_audio:
-        pcm, sr = wavs[k] if wavs is not None else (np.zeros(0, np.float32), audio_rate)
-        step = 4096
-        for i in range(0, pcm.size, step):
-            af = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(pcm[None, i : i + step]), format="flt", layout="mono"
-            )
-            af.sample_rate, af.pts, af.time_base = sr, i, Fraction(1, sr)
-            abuf.push(af)
-        abuf.push(None)
-    apts = 0
-    vindex = 0
-    v0: int | None = None
-    for frame in frames:
-        if isinstance(frame, av.VideoFrame):
-            if s.same_rate:
-                frame.pts = vindex
-            else:
-                if v0 is None:
-                    v0 = frame.pts or 0
-                frame.pts = (frame.pts or 0) - v0
-            vindex += 1
-            vbuf.push(frame)
-        else:
-            frame.pts = apts
-            apts += frame.samples
-            abuf.push(frame)
-        pump()
-    vbuf.push(None)
-    if own_audio:
-        abuf.push(None)
-    pump()

@@ -18,6 +18,8 @@ import numpy as np
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.media.audio_io import iter_resample, resample
+from avgen_dagster.media.audio_stream import PcmWriter, add_audio_stream
+from avgen_dagster.media.decode import open_media
 
 __all__ = [
     "AUDIO_RATE",
@@ -30,7 +32,6 @@ __all__ = [
 
 #: Output audio sample rate, Hz (48 kHz: the MP4/HLS delivery norm, EBU R128 meters).
 AUDIO_RATE = 48_000
-_AUDIO_CHUNK = 1024  # AAC-LC frame length, samples
 
 
 def fps_fraction(fps: float | Fraction) -> Fraction:
@@ -69,6 +70,32 @@ def _even_rgb(frame: np.ndarray, width: int, height: int) -> np.ndarray:
             )
         frame = frame[:height, :width]
     return np.ascontiguousarray(frame)
+
+
+def _add_h264_stream(
+    out: av.container.OutputContainer,
+    rate: Fraction,
+    width: int,
+    height: int,
+    crf: int,
+    preset: str,
+    *,
+    gop_s: float | None,
+) -> av.video.stream.VideoStream:
+    """libx264 yuv420p at ``rate``, x264's own threads (frame-threaded, as the ffmpeg CLI;
+    PyAV defaults to slice threads); with ``gop_s`` a fixed closed GOP (``keyint =
+    min-keyint = round(gop_s * rate)``, ``scenecut=0``) so HLS can cut every ``gop_s``."""
+    vs = out.add_stream("libx264", rate=rate)
+    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+    opts = {"crf": str(crf), "preset": preset}
+    if gop_s is not None:
+        gop = max(1, round(gop_s * rate))
+        opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
+    vs.options = opts
+    vs.codec_context.thread_count = 0
+    vs.codec_context.thread_type = "FRAME"
+    vs.time_base = 1 / rate
+    return vs
 
 
 def encode_segment_mp4(
@@ -122,42 +149,20 @@ def encode_segment_mp4(
         raise MediaError(f"audio must be mono of shape (n,), got {pcm_in.shape}")
     total = -(-pcm_in.size * AUDIO_RATE // int(sample_rate)) if pcm_in.size else 0
     blocks = iter_resample(pcm_in, sample_rate, AUDIO_RATE)
-    pending = np.empty(0, np.float32)
 
     try:
         with atomic_path(output) as tmp, av.open(str(tmp), "w", format="mp4") as out:
-            vs = out.add_stream("libx264", rate=rate)
-            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-            vs.options = {"crf": str(crf), "preset": preset}
-            vs.codec_context.thread_count = 0  # x264 auto threads
-            vs.codec_context.thread_type = "FRAME"
-            vs.time_base = 1 / rate
-            ast = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-            ast.bit_rate = 128_000
-            apos = 0
-
-            def audio_until(t_end: float | None) -> None:
-                nonlocal apos, pending
-                stop = total if t_end is None else min(total, round(t_end * AUDIO_RATE))
-                while apos < stop:
-                    take = min(_AUDIO_CHUNK, total - apos)
-                    while pending.size < take:
-                        block = np.clip(np.nan_to_num(next(blocks)), -1.0, 1.0)
-                        pending = np.concatenate([pending, block])
-                    chunk, pending = pending[:take], pending[take:]
-                    af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-                    af.sample_rate, af.pts, af.time_base = AUDIO_RATE, apos, Fraction(1, AUDIO_RATE)
-                    out.mux(ast.encode(af))
-                    apos += chunk.size
-
+            vs = _add_h264_stream(out, rate, width, height, crf, preset, gop_s=None)
+            audio_out = PcmWriter(
+                out, add_audio_stream(out, "aac", AUDIO_RATE, 128_000), blocks, total
+            )
             for i, arr in enumerate(itertools.chain([first], it)):
                 vf = av.VideoFrame.from_ndarray(_even_rgb(np.asarray(arr), width, height), "rgb24")
                 vf.pts = i
                 out.mux(vs.encode(vf))
-                audio_until((i + 1) / rate)
-            audio_until(None)
+                audio_out.write_until((i + 1) / rate)
             out.mux(vs.encode(None))
-            out.mux(ast.encode(None))
+            audio_out.finish()
     except av.FFmpegError as exc:
         raise MediaError(f"encoding {output} failed: {exc}") from exc
     return output
@@ -175,11 +180,8 @@ def read_video_frames(path: Path | str) -> Iterator[np.ndarray]:
     Raises:
         MediaError: missing file, no video stream, or a decode error.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"video file not found: {path}")
     try:
-        with av.open(str(path)) as container:
+        with open_media(path, "video file") as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
             stream = container.streams.video[0]
@@ -298,51 +300,28 @@ def encode_video_mp4(
         return vf
 
     count = 0
-    apos = 0
+    audio_out: PcmWriter | None = None
     try:
         options = {"movflags": "+faststart"} if faststart else {}
         with (
             atomic_path(output) as tmp,
             av.open(str(tmp), "w", format="mp4", options=options) as out,
         ):
-            vs = out.add_stream("libx264", rate=rate)
-            vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-            opts = {"crf": str(crf), "preset": preset}
-            if gop_s is not None:
-                gop = max(1, round(gop_s * rate))
-                opts["x264-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0"
-            vs.options = opts
-            vs.codec_context.thread_count = 0
-            vs.codec_context.thread_type = "FRAME"
-            vs.time_base = 1 / rate
-            ast = None
+            vs = _add_h264_stream(out, rate, width, height, crf, preset, gop_s=gop_s)
             if pcm is not None:
-                ast = out.add_stream("aac", rate=AUDIO_RATE, layout="mono")
-                ast.bit_rate = audio_bitrate
-
-            def audio_until(t_end: float | None) -> None:
-                nonlocal apos
-                if ast is None or pcm is None:
-                    return
-                stop = pcm.size if t_end is None else min(pcm.size, round(t_end * AUDIO_RATE))
-                while apos < stop:
-                    chunk = pcm[apos : apos + _AUDIO_CHUNK]
-                    af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
-                    af.sample_rate, af.pts, af.time_base = AUDIO_RATE, apos, Fraction(1, AUDIO_RATE)
-                    out.mux(ast.encode(af))
-                    apos += chunk.size
-
+                stream = add_audio_stream(out, "aac", AUDIO_RATE, audio_bitrate)
+                audio_out = PcmWriter(out, stream, [pcm], pcm.size)
             for item in itertools.chain([first], it):
                 vf = to_frame(item)
                 vf.pts, vf.time_base = count, 1 / rate
                 vf.pict_type = av.video.frame.PictureType.NONE
                 out.mux(vs.encode(vf))
                 count += 1
-                audio_until(count / rate)
-            audio_until(None)
+                if audio_out is not None:
+                    audio_out.write_until(count / rate)
             out.mux(vs.encode(None))
-            if ast is not None:
-                out.mux(ast.encode(None))
+            if audio_out is not None:
+                audio_out.finish()
     except av.FFmpegError as exc:
         raise MediaError(f"encoding {output} failed: {exc}") from exc
     return EncodedVideo(
@@ -352,5 +331,5 @@ def encode_video_mp4(
         duration_s=float(count / rate),
         width=width,
         height=height,
-        audio_duration_s=apos / AUDIO_RATE,
+        audio_duration_s=audio_out.written / AUDIO_RATE if audio_out is not None else 0.0,
     )
