@@ -9,29 +9,14 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pytest
-from PIL import Image
+from typer.testing import CliRunner
 
+from avgen_dagster.cli import app
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
 # Keep the visual package small in tests: 1 image, 1 clip of 1 s, 3 s of music.
 SMALL = ["--images", "1", "--clips", "1", "--clip-duration", "1", "--music-duration", "3"]
-
-
-@pytest.fixture
-def no_face_png(tmp_path: Path) -> Path:
-    path = tmp_path / "gradient.png"
-    ramp = np.tile(np.linspace(0, 255, 320, dtype=np.uint8), (240, 1))
-    Image.fromarray(np.stack([ramp, ramp[::-1], ramp], axis=-1)).save(path)
-    return path
-
-
-@pytest.fixture
-def not_an_image(tmp_path: Path) -> Path:
-    path = tmp_path / "notes.png"
-    path.write_text("this is not a PNG")
-    return path
 
 
 def _script(tmp_path: Path, text: str) -> str:
@@ -81,3 +66,22 @@ def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Pa
     run = instance.get_run_by_id(out["run_id"])
     assert run is not None and run.is_success and run.job_name == "generation_job"
     assert run.tags["avgen/request_id"] == out["request_id"]
+
+
+def test_an_unreachable_database_is_a_clear_error_without_the_password(
+    avgen_env: AvgenEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Postgres URL nobody answers on: exit 2, the URL without its password, no traceback."""
+    monkeypatch.setenv("AVGEN_DATABASE_URL", "postgresql+psycopg://avgen:s3cret@127.0.0.1:9/app")
+    for args in (
+        ["request", "--user-id", "u", "--portrait", str(SAMPLE_PORTRAIT), "--prompt", "Tides"],
+        ["user", "create", "u"],
+        ["db", "upgrade"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "app database at postgresql+psycopg://avgen:***@127.0.0.1:9/app is unreachable" in (
+            result.output
+        )
+        assert "s3cret" not in result.output and "Traceback" not in result.output
+    assert not avgen_env.content.exists()

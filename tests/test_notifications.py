@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,25 +22,24 @@ from aiosmtpd.controller import Controller
 from avgen_dagster import sensors
 from avgen_dagster.auth import authenticate_token
 from avgen_dagster.errors import InvalidInputError
-from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.intake import NewRequest, submit_request
-from avgen_dagster.portraits import Upload
 from avgen_dagster.media.video_io import encode_segment_mp4
 from avgen_dagster.notifications.channels import ConsoleChannel, SendGridChannel
 from avgen_dagster.notifications.delivery import build_message, deliver
 from avgen_dagster.notify_job import notify_job
+from avgen_dagster.outputs import RequestOutputs
+from avgen_dagster.portraits import Upload
 from avgen_dagster.resources import AppDatabaseResource
 from avgen_dagster.resources.notifier import NotifierResource
+from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.settings import secret_key
-from avgen_dagster.store import AppDatabase
+from avgen_dagster.store import AppDatabase, status
 from avgen_dagster.store.models import utcnow
 from avgen_dagster.store.notifications import (
     create_due_notifications,
     get_notification,
     message_id_for,
 )
-from avgen_dagster.outputs import RequestOutputs
-from avgen_dagster.store import status
 from avgen_dagster.store.requests import get_request
 from tests.conftest import SAMPLE_PORTRAIT, AvgenEnv
 
@@ -255,7 +255,9 @@ def test_console_channel_prints_one_line(avgen_env: AvgenEnv, capsys) -> None:
     assert _run_notify(avgen_env, rid, _notifier(None)).success
     out = capsys.readouterr().out
     assert "[avgen notification] ada, your avgen video is ready" in out
-    assert "http://portal.test/?token=" in out
+    # The console is a run's compute log, shown to every operator: never a live sign-in link.
+    assert "http://portal.test/?token=…" in out
+    assert not re.search(r"token=[A-Za-z0-9_.-]{8,}", out), out
 
 
 def _tick(env: AvgenEnv):

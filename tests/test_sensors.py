@@ -51,7 +51,11 @@ def test_new_requests_get_one_run_each_and_new_partitions(avgen_env: AvgenEnv) -
     runs = {r.run_key: r for r in result.run_requests}
     assert set(runs) == {a, b, c}
     assert runs[a].partition_key == "known" and runs[b].partition_key == "newcomer"
-    assert runs[c].tags == {"avgen/request_id": c, "avgen/user_id": "newcomer", "avgen/attempt": "0"}
+    assert runs[c].tags == {
+        "avgen/request_id": c,
+        "avgen/user_id": "newcomer",
+        "avgen/attempt": "0",
+    }
     (added,) = result.dynamic_partitions_requests
     assert added.partitions_def_name == "user_id"
     assert list(added.partition_keys) == ["newcomer"]

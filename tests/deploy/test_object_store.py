@@ -15,8 +15,8 @@ import pytest
 
 from avgen_dagster.errors import ContentStoreError
 from avgen_dagster.intake import NewRequest, submit_request
-from avgen_dagster.portraits import Upload
 from avgen_dagster.media_server import media_url
+from avgen_dagster.portraits import Upload
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.content import ContentTree
 from avgen_dagster.store.requests import get_request

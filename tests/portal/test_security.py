@@ -50,6 +50,21 @@ def test_media_server_serves_one_request_folder_only(world: PortalWorld) -> None
         assert _get(f"{base}/media/{token}/%2Fetc%2Fpasswd")[0] == 404
 
 
+def test_malformed_media_paths_are_refused_without_a_traceback(
+    world: PortalWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A NUL, other control characters or a 10,000-character path: 4xx, no 500, no traceback."""
+    with media_server(world.content, SECRET) as base:
+        good = media_url(base, "demo", world.demo_completed, MP4, SECRET)
+        token = good.split("/media/")[1].split("/")[0]
+        for path in (f"{MP4}%00.png", "stitched_mp4/%00", "a%07b", "a/" * 5000, "x" * 300):
+            code, _ = _get(f"{base}/media/{token}/{path}")
+            assert 400 <= code < 500, (path[:40], code)
+        assert 400 <= _get(f"{base}/media/{'t' * 5000}/{MP4}")[0] < 500
+        assert _get(good)[0] == 200  # still serving
+    assert "Traceback" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "path",
     [

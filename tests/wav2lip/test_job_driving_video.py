@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from avgen_dagster.cli import app
 from avgen_dagster.intake import NewRequest
-from avgen_dagster.portraits import Upload
-from avgen_dagster.runner import submit_and_run
 from avgen_dagster.media.probe import probe_media
+from avgen_dagster.portraits import Upload
 from avgen_dagster.resources import LipsyncBackendResource
+from avgen_dagster.runner import submit_and_run
 from tests.conftest import AvgenEnv
 
 pytestmark = pytest.mark.slow
