@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from avgen_dagster.errors import AvgenError, InvalidInputError
 from avgen_dagster.intake import NewRequest
-from avgen_dagster.options import option_help
+from avgen_dagster.options import RequestOptions, option_help
 from avgen_dagster.portraits import Upload
 from avgen_dagster.settings import Settings, get_settings
 
@@ -89,6 +89,15 @@ NotifyAtOpt = Annotated[
 ]
 EmailOpt = Annotated[str | None, typer.Option("--email", help="Where to notify.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def _given_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The request options a command was given: its parameters named like a
+    :class:`~avgen_dagster.options.RequestOptions` field, when set (unset ones take the
+    model's defaults at intake)."""
+    return {
+        name: params[name] for name in RequestOptions.model_fields if params.get(name) is not None
+    }
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -221,11 +230,11 @@ def generate(
     ] = None,
     driving_mode: DrivingModeOpt = None,
     target_lufs: TargetLufsOpt = None,
-    crossfade: CrossfadeOpt = None,
+    crossfade_s: CrossfadeOpt = None,
     max_words: MaxWordsOpt = None,
     genre: GenreOpt = None,
-    music_duration: MusicDurationOpt = None,
-    clip_duration: ClipDurationOpt = None,
+    music_duration_s: MusicDurationOpt = None,
+    clip_duration_s: ClipDurationOpt = None,
     image_count: ImagesOpt = None,
     clip_count: ClipsOpt = None,
     image_size: ImageSizeOpt = None,
@@ -246,19 +255,7 @@ def generate(
             portrait,
             prompt,
             script_file,
-            dict(
-                target_lufs=target_lufs,
-                crossfade_s=crossfade,
-                max_words=max_words,
-                genre=genre,
-                music_duration_s=music_duration,
-                clip_duration_s=clip_duration,
-                image_count=image_count,
-                clip_count=clip_count,
-                image_size=image_size,
-                seed=seed,
-                driving_mode=driving_mode,
-            ),
+            _given_options(locals()),
         )
         resources, backend = _lipsync_resources(lipsync, wav2lip_checkpoint)
         outcome = submit_and_run(
@@ -335,11 +332,11 @@ def enqueue_request(
     notify_at: NotifyAtOpt = None,
     email: EmailOpt = None,
     target_lufs: TargetLufsOpt = None,
-    crossfade: CrossfadeOpt = None,
+    crossfade_s: CrossfadeOpt = None,
     max_words: MaxWordsOpt = None,
     genre: GenreOpt = None,
-    music_duration: MusicDurationOpt = None,
-    clip_duration: ClipDurationOpt = None,
+    music_duration_s: MusicDurationOpt = None,
+    clip_duration_s: ClipDurationOpt = None,
     image_count: ImagesOpt = None,
     clip_count: ClipsOpt = None,
     image_size: ImageSizeOpt = None,
@@ -361,19 +358,7 @@ def enqueue_request(
             portrait,
             prompt,
             script_file,
-            dict(
-                target_lufs=target_lufs,
-                crossfade_s=crossfade,
-                max_words=max_words,
-                genre=genre,
-                music_duration_s=music_duration,
-                clip_duration_s=clip_duration,
-                image_count=image_count,
-                clip_count=clip_count,
-                image_size=image_size,
-                seed=seed,
-                driving_mode=driving_mode,
-            ),
+            _given_options(locals()),
             notify_at=notify_at,
             email=email,
         )

@@ -124,11 +124,11 @@ def option_default(name: str) -> Any:
 def option_help(name: str) -> str:
     """Help text for a CLI flag or form field: the description, the range and the default."""
     field = RequestOptions.model_fields[name]
-    lo, hi = option_range(name)
     parts = [field.description or name]
+    strict = any(getattr(m, "gt", None) is not None for m in field.metadata)
+    lo, hi = option_range(name)
     if lo is not None or hi is not None:
-        parts.append(
-            f"Range {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}."
-        )
+        low = "-inf" if lo is None else f"{'>' if strict else ''}{lo:g}"
+        parts.append(f"Range {low}..{'inf' if hi is None else f'{hi:g}'}.")
     parts.append(f"Default {field.default}.")
     return " ".join(parts)
