@@ -121,6 +121,10 @@ def option_default(name: str) -> Any:
     return RequestOptions.model_fields[name].default
 
 
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def option_help(name: str) -> str:
     """Help text for a CLI flag or form field: the description, the range and the default."""
     field = RequestOptions.model_fields[name]
@@ -128,7 +132,7 @@ def option_help(name: str) -> str:
     strict = any(getattr(m, "gt", None) is not None for m in field.metadata)
     lo, hi = option_range(name)
     if lo is not None or hi is not None:
-        low = "-inf" if lo is None else f"{'>' if strict else ''}{lo:g}"
-        parts.append(f"Range {low}..{'inf' if hi is None else f'{hi:g}'}.")
+        low = "-inf" if lo is None else f"{'>' if strict else ''}{_number(lo)}"
+        parts.append(f"Range {low}..{'inf' if hi is None else _number(hi)}.")
     parts.append(f"Default {field.default}.")
     return " ".join(parts)
