@@ -128,7 +128,13 @@ class SeededSession:
         noise_inputs: the number of ``avgen_noise{k}_buffer`` inputs.
         seed: 0 ≤ seed < 2**63.
         per_id: shared, per-voice record of the largest buffer size per phoneme id seen
-            (a mutable list of ``noise_inputs`` floats; only a speed hint).
+            (a mutable list of ``noise_inputs`` floats; only a speed hint: a short buffer
+            costs one more run, never different audio).
+        per_id_lock: guards ``per_id`` (sessions of one voice run in several threads).
+
+    Attributes:
+        sentences: sentences synthesised so far (the next sentence's index).
+        reruns: sentences that ran again because a buffer was short.
     """
 
     def __init__(
