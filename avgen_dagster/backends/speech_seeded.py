@@ -134,7 +134,7 @@ class SeededSession:
 
     Attributes:
         sentences: sentences synthesised so far (the next sentence's index).
-        reruns: sentences that ran again because a buffer was short.
+        reruns: extra runs made because a noise buffer was short (at most 2 per sentence).
     """
 
     def __init__(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,3 +91,28 @@ def test_noise_streams_are_prefix_consistent_and_keyed() -> None:
     assert not np.array_equal(noise_stream(3, 1, 1, 100), long[:100])  # other node
     assert not np.array_equal(noise_stream(4, 1, 0, 100), long[:100])  # other seed
     assert abs(float(long.mean())) < 0.1 and abs(float(long.std()) - 1.0) < 0.05
+
+
+def test_a_model_that_is_not_a_piper_vits_export_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from avgen_dagster.backends.speech_seeded import seeded_voice_model
+    from avgen_dagster.errors import BackendError
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    plain = tmp_path / "identity.onnx"
+    onnx.save(
+        helper.make_model(
+            helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+        ),
+        plain,
+    )
+    with pytest.raises(BackendError, match=r"expected one Ceil node .* found 0"):
+        seeded_voice_model(plain)
+    nodes = [helper.make_node("Ceil", ["x"], ["y"])]
+    ceil_only = tmp_path / "ceil.onnx"
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y])), ceil_only)
+    with pytest.raises(BackendError, match="has no RandomNormalLike node"):
+        seeded_voice_model(ceil_only)
