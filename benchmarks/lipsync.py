@@ -68,26 +68,6 @@ def network_throughput(batch: int, device: str, fp16: bool, iters: int) -> float
     return batch * iters / dt
 
 
-def synthetic_voice(seconds: float, sample_rate: int) -> np.ndarray:
-    """Speech-like test signal: harmonic bursts (f0 100-180 Hz, 12 harmonics) with gaps."""
-    t = np.arange(round(seconds * sample_rate)) / sample_rate
-    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / sample_rate
-    tone = sum(np.sin(k * phase) / k for k in range(1, 13))
-    env = (np.sin(2 * np.pi * 3.1 * t) > -0.2).astype(np.float64)
-    return (0.25 * tone * env).astype(np.float32)
-
-
-def save_random_checkpoint(path: Path) -> None:
-    """A random-weight Wav2Lip in the published format (``state_dict``, ``module.`` keys)."""
-    import torch
-
-    from avgen_dagster.backends.wav2lip.model import Wav2Lip
-
-    torch.manual_seed(0)
-    state = {f"module.{k}": v for k, v in Wav2Lip().state_dict().items()}
-    torch.save({"state_dict": state, "global_step": 0}, path)
-
-
 def make_driving_video(path: Path, seconds: float) -> None:
     """720p synthetic driving video: portrait with slight motion, no-face stretches."""
     import av
@@ -123,10 +103,11 @@ def make_driving_video(path: Path, seconds: float) -> None:
 def child(video: Path, seconds: float, skip_model: bool, out_mp4: Path) -> None:
     """Run the full pipeline once and print a JSON line with timings and peak RSS."""
     from avgen_dagster.backends.wav2lip.inference import Wav2LipLipsync
+    from avgen_dagster.devtools.tiny_models import synthetic_voice
     from avgen_dagster.media.driving_video import render_driving_video, scan_driving_video
 
     ck = out_mp4.parent / "wav2lip_random.pth"
-    audio = synthetic_voice(seconds, 22050)
+    audio = synthetic_voice(seconds, 22050, seed=None)
     t0 = time.perf_counter()
     if skip_model:
         scan = scan_driving_video(video)
@@ -219,6 +200,8 @@ def main() -> None:
 
     import torch
 
+    from avgen_dagster.devtools.tiny_models import save_wav2lip_checkpoint
+
     fps = network_throughput(16, "cpu", False, 6)
     print(
         f"Wav2Lip network, CPU ({torch.get_num_threads()} threads), batch 16, fp32: "
@@ -226,7 +209,7 @@ def main() -> None:
     )
     root = args.keep or Path(tempfile.mkdtemp(prefix="lipsync-bench-"))
     root.mkdir(parents=True, exist_ok=True)
-    save_random_checkpoint(root / "wav2lip_random.pth")
+    save_wav2lip_checkpoint(root / "wav2lip_random.pth", seed=0)
     rows = []
     for minutes in args.minutes:
         seconds = 60.0 * minutes

@@ -110,11 +110,11 @@ def run_gpu() -> None:
 
     from avgen_dagster.backends.image import DiffusersImages
     from avgen_dagster.backends.music import MusicGenMusic
-    from tests.visuals.conftest import _bpe_tokenizer, _unigram_tokenizer
+    from avgen_dagster.devtools.tiny_models import bpe_tokenizer, unigram_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         # SD 2.1-base / SD-Turbo sized UNet (865 M), VAE, CLIP-H sized text encoder (23 layers).
-        tok = _bpe_tokenizer("<|startoftext|>", "<|endoftext|>", "<|endoftext|>", 77)
+        tok = bpe_tokenizer("<|startoftext|>", "<|endoftext|>", "<|endoftext|>", 77)
         pipe = StableDiffusionPipeline(
             unet=Unet(
                 cross_attention_dim=1024,
@@ -166,7 +166,7 @@ def run_gpu() -> None:
             T5Config,
         )
 
-        utok = _unigram_tokenizer(64)
+        utok = unigram_tokenizer(64)
         model = MusicgenForConditionalGeneration(
             MusicgenConfig(
                 text_encoder=T5Config(

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-import re
-import subprocess
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 import scipy.signal
 
+from avgen_dagster.devtools.ffmpeg_cli import ffmpeg_ebur128
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.audio_io import read_wav, resample, write_wav
 from avgen_dagster.media.loudness import (
@@ -21,19 +19,6 @@ from avgen_dagster.media.loudness import (
 )
 
 RNG = np.random.default_rng(1234)
-
-
-def ffmpeg_ebur128(path: Path) -> tuple[float, float]:
-    """Integrated loudness (LUFS) and true peak (dBTP) from the ffmpeg CLI's ebur128 filter."""
-    proc = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostats", "-i", str(path),
-         "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    summary = proc.stderr.split("Summary:")[-1]
-    i_lufs = float(re.search(r"I:\s+(-?[\d.]+|-inf) LUFS", summary).group(1))
-    peak = float(re.search(r"Peak:\s+(-?[\d.]+|-inf) dBFS", summary).group(1))
-    return i_lufs, peak
 
 
 def white(sr: int, seconds: float) -> np.ndarray:
@@ -82,7 +67,8 @@ def test_normalize_matches_ffmpeg(tmp_path: Path, sr: int, name: str, target: fl
     assert abs(r.after.integrated_lufs - target) <= 0.2
     assert r.after.true_peak_dbtp <= -1.0
     wav = write_wav(tmp_path / "n.wav", r.samples, sr, pcm16=False)
-    i_lufs, peak = ffmpeg_ebur128(wav)
+    meter = ffmpeg_ebur128(wav)
+    i_lufs, peak = meter.integrated_lufs, meter.true_peak_dbtp
     assert abs(i_lufs - target) <= 0.5, (name, sr, target, i_lufs)
     assert peak <= -1.0, (name, sr, target, peak)
 
@@ -96,7 +82,8 @@ def test_speech_at_minus16_needs_the_limiter(tmp_path: Path) -> None:
     r = normalize_loudness(x, sr, -16.0)
     assert r.limiter_gain_db < -0.5
     wav = write_wav(tmp_path / "s.wav", r.samples, sr)  # 16-bit PCM this time
-    i_lufs, peak = ffmpeg_ebur128(wav)
+    meter = ffmpeg_ebur128(wav)
+    i_lufs, peak = meter.integrated_lufs, meter.true_peak_dbtp
     assert abs(i_lufs + 16.0) <= 0.5 and peak <= -1.0
 
 

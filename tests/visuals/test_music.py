@@ -17,10 +17,9 @@ from avgen_dagster.backends.music import (
     ProceduralMusic,
     normalize_music,
 )
+from avgen_dagster.devtools.ffmpeg_cli import ffmpeg_ebur128
 from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.audio_io import write_wav
-
-from .conftest import ffmpeg_ebur128
 
 SR = 16000
 
@@ -124,8 +123,8 @@ def test_normalized_loudness_measured_by_ffmpeg(tmp_path: Path) -> None:
     assert abs(result.after.integrated_lufs + 14.0) < 0.5
     wav = write_wav(tmp_path / "m.wav", result.samples, 32000, pcm16=False)
     measured = ffmpeg_ebur128(wav)
-    assert abs(measured["integrated_lufs"] + 14.0) < 0.7, measured
-    assert measured["true_peak_dbtp"] <= -1.0 + 0.05, measured
+    assert abs(measured.integrated_lufs + 14.0) < 0.7, measured
+    assert measured.true_peak_dbtp <= -1.0 + 0.05, measured
 
 
 def test_musicgen_missing_paths(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ import pytest
 from avgen_dagster.backends.image import ProceduralImages
 from avgen_dagster.backends.music import ProceduralMusic, normalize_music
 from avgen_dagster.backends.video import PanZoomClips, write_clip
+from avgen_dagster.devtools.ffmpeg_cli import ffmpeg_decode_info
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.audio_codec import encode_audio_file
 from avgen_dagster.media.audio_io import write_wav
 from avgen_dagster.media.music_video import compose_music_video
-
-from .conftest import atoms, ffmpeg_decode_info
+from avgen_dagster.media.probe import mp4_top_level_boxes
 
 FPS = 24
 
@@ -60,7 +60,7 @@ def test_music_video_length_streams_fades_faststart(material, tmp_path: Path) ->
     assert abs(res.duration_s - duration) <= 1 / FPS
     assert res.clips_used > len(clips)  # 3 x 1 s clips looped to cover 4.3 s
     assert res.crossfade_frames == 6
-    top = atoms(res.path)
+    top = [kind for kind, _, _ in mp4_top_level_boxes(res.path)]
     assert top.index("moov") < top.index("mdat")  # fast start
     with av.open(str(res.path)) as c:
         assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
@@ -71,7 +71,7 @@ def test_music_video_length_streams_fades_faststart(material, tmp_path: Path) ->
     assert frames[0].mean() < 0.3 * frames[len(frames) // 2].mean()  # fade from black
     assert frames[-1].mean() < 0.3 * frames[len(frames) // 2].mean()  # fade to black
     info = ffmpeg_decode_info(res.path)
-    assert info["decoded_s"] == pytest.approx(duration, abs=1.5 / FPS)
+    assert info.decoded_s == pytest.approx(duration, abs=1.5 / FPS)
     pcm, sr = _decode_audio(res.path)
     assert pcm.size / sr == pytest.approx(duration, abs=0.05)
     rms = lambda s: float(np.sqrt(np.mean(s**2)))  # noqa: E731
@@ -97,6 +97,6 @@ def test_compressed_audio_copy(material, tmp_path: Path, suffix: str, codec: str
     with av.open(str(out)) as c:
         assert c.streams.audio[0].codec_context.name.startswith(codec)
     info = ffmpeg_decode_info(out)
-    assert info["decoded_s"] == pytest.approx(duration, abs=0.06)
+    assert info.decoded_s == pytest.approx(duration, abs=0.06)
     with pytest.raises(MediaError, match="audio format"):
         encode_audio_file(music, tmp_path / "music.xyz")

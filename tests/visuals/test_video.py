@@ -17,9 +17,8 @@ from avgen_dagster.backends.video import (
     PanZoomClips,
     write_clip,
 )
+from avgen_dagster.devtools.ffmpeg_cli import ffmpeg_decode_info
 from avgen_dagster.errors import BackendError, InvalidInputError
-
-from .conftest import ffmpeg_decode_info
 
 
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,7 +81,7 @@ def test_write_clip_is_h264_at_24fps(picture: np.ndarray, tmp_path: Path) -> Non
         assert len(c.streams.audio) == 0
         assert sum(1 for _ in c.decode(vs)) == 36
     info = ffmpeg_decode_info(res.path)
-    assert info["decoded_s"] == pytest.approx(1.5, abs=1 / 24)
+    assert info.decoded_s == pytest.approx(1.5, abs=1 / 24)
 
 
 def test_ltx_missing_path(tmp_path: Path) -> None:

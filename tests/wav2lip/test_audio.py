@@ -14,9 +14,8 @@ from avgen_dagster.backends.wav2lip.audio import (
     mel_windows,
     melspectrogram,
 )
+from avgen_dagster.devtools.tiny_models import synthetic_voice
 from avgen_dagster.errors import InvalidInputError
-
-from .conftest import synthetic_voice
 
 
 @pytest.mark.parametrize(("seconds", "sr"), [(1.0, 16000), (2.5, 16000), (3.0, 22050)])

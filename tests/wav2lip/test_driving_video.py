@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from avgen_dagster.backends.wav2lip.inference import Wav2LipLipsync
+from avgen_dagster.devtools.tiny_models import synthetic_voice
 from avgen_dagster.media.driving_video import (
     FaceSegment,
     iter_driving_frames,
@@ -19,8 +20,6 @@ from avgen_dagster.media.driving_video import (
 )
 from avgen_dagster.media.probe import probe_media
 from avgen_dagster.media.video_io import encode_segment_mp4, read_video_frames
-
-from .conftest import synthetic_voice
 
 PORTRAIT = Path(__file__).resolve().parents[2] / "samples" / "portrait.png"
 

@@ -16,10 +16,11 @@ from avgen_dagster.backends.lipsync import (
 )
 from avgen_dagster.backends.wav2lip.inference import CHECKPOINT_ENV, MODEL_CACHE, Wav2LipLipsync
 from avgen_dagster.backends.wav2lip.model import Wav2Lip, load_wav2lip, read_checkpoint_state_dict
+from avgen_dagster.devtools.tiny_models import synthetic_voice
 from avgen_dagster.errors import BackendError
 from avgen_dagster.media.faces import load_image_rgb
 
-from .conftest import SPEC_TSV, synthetic_voice
+from .conftest import SPEC_TSV
 
 PORTRAIT = Path(__file__).resolve().parents[2] / "samples" / "portrait.png"
 
