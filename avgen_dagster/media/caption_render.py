@@ -10,7 +10,8 @@
 * Each cue's text is rasterised once (two 8-bit coverage masks: glyphs with their outline,
   and glyphs alone) and kept as a small RGB + alpha layer in the text colour and one in the
   highlight colour; per frame only an alpha blend of that layer's rectangle happens, with
-  the current word's columns taken from the highlight layer.
+  the current word's columns taken from the highlight layer (premultiplied colour and the
+  inverse alpha are kept, so the blend is two OpenCV passes over the caption's rectangle).
 
 Frames are RGB ``uint8`` arrays of shape ``(H, W, 3)``; sizes in pixels; times in seconds.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -162,6 +164,9 @@ class CaptionLayer:
         word_spans: per word of the cue, its columns ``(x0, x1)`` and rows ``(y0, y1)``
             in the layer, pixels (outline included).
         font_px: font size used, pixels.
+        premultiplied: (h, w, 3) uint8 ``rgb * alpha / 255`` (blend input).
+        premultiplied_highlight: (h, w, 3) uint8 ``rgb_highlight * alpha / 255``.
+        inverse_alpha: (h, w, 3) uint8 ``255 - alpha`` on every channel.
     """
 
     x: int
@@ -171,6 +176,9 @@ class CaptionLayer:
     rgb_highlight: np.ndarray
     word_spans: tuple[tuple[int, int, int, int], ...]
     font_px: int
+    premultiplied: np.ndarray
+    premultiplied_highlight: np.ndarray
+    inverse_alpha: np.ndarray
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -280,14 +288,19 @@ class CaptionRenderer:
             mixed = (np.array(rgb, np.uint16) * fill + outline * (255 - fill) + 127) // 255
             return mixed.astype(np.uint8)
 
+        rgb, rgb_hl = colour(self.style.text_color), colour(self.style.highlight_color)
+        a3 = np.repeat(alpha[..., None], 3, axis=2)
         return CaptionLayer(
             x=self._layer_x(w),
             y=self._layer_y(h),
             alpha=alpha,
-            rgb=colour(self.style.text_color),
-            rgb_highlight=colour(self.style.highlight_color),
+            rgb=rgb,
+            rgb_highlight=rgb_hl,
             word_spans=tuple(spans),
             font_px=font.size,
+            premultiplied=cv2.multiply(rgb, a3, scale=1 / 255),
+            premultiplied_highlight=cv2.multiply(rgb_hl, a3, scale=1 / 255),
+            inverse_alpha=255 - a3,
         )
 
     def _layer_x(self, w: int) -> int:
@@ -333,15 +346,14 @@ class CaptionRenderer:
         if index is None:
             return frame
         layer = self.layer(index)
-        fg = layer.rgb
+        fg = layer.premultiplied
         word = highlighted_word(self.track.cues[index], t_s)
         if word is not None and word < len(layer.word_spans):
             x0, x1, y0, y1 = layer.word_spans[word]
             fg = fg.copy()
-            fg[y0:y1, x0:x1] = layer.rgb_highlight[y0:y1, x0:x1]
+            fg[y0:y1, x0:x1] = layer.premultiplied_highlight[y0:y1, x0:x1]
         bx0, by0, bx1, by1 = layer.box
         region = frame[by0:by1, bx0:bx1]
-        a = layer.alpha[..., None].astype(np.uint16)
-        blended = fg.astype(np.uint16) * a + region.astype(np.uint16) * (255 - a) + 127
-        region[...] = (blended // 255).astype(np.uint8)
+        # "over" with premultiplied colour: out = fg * a + bg * (1 - a), in 8 bits (OpenCV)
+        cv2.add(cv2.multiply(region, layer.inverse_alpha, scale=1 / 255), fg, dst=region)
         return frame

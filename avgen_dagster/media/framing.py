@@ -252,7 +252,7 @@ class Framer:
         *,
         fill: Literal["auto", "extend", "blur"] = "auto",
         fill_dim: float = 0.7,
-        blur_frac: float = 0.02,
+        blur_frac: float = 0.04,
         feather_frac: float = 0.05,
     ) -> None:
         if fill not in ("auto", "extend", "blur") or not 0 <= fill_dim <= 1:
