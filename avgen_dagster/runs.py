@@ -43,7 +43,7 @@ def request_id_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
             break
         if request_id := current.tags.get(REQUEST_ID_TAG):
             return validate_request_id(request_id)
-        parent_id = current.tags.get(PARENT_RUN_ID_TAG)
+        parent_id = parent_run_id(current)
         current = instance.get_run_by_id(parent_id) if parent_id else None
     raise InvalidInputError(
         f"run {run.run_id} has no {REQUEST_ID_TAG} tag: avgen runs work on one request; start "
@@ -53,5 +53,6 @@ def request_id_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
 
 
 def parent_run_id(run: dg.DagsterRun) -> str | None:
-    """The run this one re-executes, if it is a re-execution."""
-    return run.tags.get(PARENT_RUN_ID_TAG)
+    """The run this one re-executes, if it is a re-execution (the run's ``parent_run_id``, or
+    Dagster's ``dagster/parent_run_id`` tag)."""
+    return run.parent_run_id or run.tags.get(PARENT_RUN_ID_TAG)

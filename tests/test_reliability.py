@@ -103,6 +103,7 @@ def test_a_reexecution_of_a_failed_run_touches_only_its_own_request(
     completes; then A's failed run is re-executed from the failure, as the Dagster UI does.
     The re-execution loads A's outputs (A's script), completes A, and leaves B's files and
     record exactly as they were."""
+    (tmp_path / "instance").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp_path / "instance"))
     broken = {"lipsync_backend": LipsyncBackendResource(backend="wav2lip", checkpoint="/x.pth")}
 
@@ -120,6 +121,9 @@ def test_a_reexecution_of_a_failed_run_touches_only_its_own_request(
         dg.reconstructable(_talking_head_job),
         instance=instance,
         reexecution_options=dg.ReexecutionOptions.from_failure(a.run_id, instance),
+        # The partition, as the UI passes it; no avgen tag: the request is found through the
+        # parent run (dagster/parent_run_id), as for a re-execution that drops custom tags.
+        tags={"dagster/partition": "same_user"},
     )
     assert result.success
     assert "request" not in {e.step_key for e in result.get_step_success_events()}  # reused

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,9 +45,12 @@ def upgrade_database(url: str, revision: str = "head") -> None:
         DatabaseUnavailableError: the database cannot be reached or opened (the message names
             the URL without its password and the driver's reason).
     """
-    _ensure_sqlite_folder(url)
+    lock = _ensure_sqlite_folder(url)
     try:
-        command.upgrade(alembic_config(url), revision)
+        # Two processes starting on a fresh SQLite file (two `avgen generate`s) must not both
+        # create the schema: one migrates, the other waits and finds it current.
+        with FileLock(lock) if lock else contextlib.nullcontext():
+            command.upgrade(alembic_config(url), revision)
     except (OperationalError, InterfaceError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise DatabaseUnavailableError(
@@ -58,10 +63,15 @@ def downgrade_database(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def _ensure_sqlite_folder(url: str) -> None:
+def _ensure_sqlite_folder(url: str) -> str | None:
+    """Create a SQLite file's folder; return the path of its migration lock file (None for
+    other databases)."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and url != "sqlite:///:memory:":
-        Path(url[len(prefix) :]).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url[len(prefix) :]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return str(path.with_name(f".{path.name}.migrate.lock"))
+    return None
 
 
 def _create_engine(url: str) -> Engine:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from avgen_dagster.store.models import Base
 
@@ -22,6 +22,10 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Processes starting together migrate one at a time (held to the commit; the
+                # next one then finds the schema current). SQLite: a file lock in session.py.
+                connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('avgen-migrate'))"))
             context.run_migrations()
     engine.dispose()
 
