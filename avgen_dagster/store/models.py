@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -108,6 +109,9 @@ class GenerationRequest(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     generated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where to POST a signed webhook when the request ends Completed or Failed (checked by
+    # intake: http(s), no private/loopback/link-local target unless allowlisted). Migration 0006.
+    callback_url: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User] = relationship(back_populates="requests")
 
@@ -170,19 +174,28 @@ class NotificationStatus(enum.StrEnum):
 
 
 class Notification(Base):
-    """The one notification of a request, recorded before every send attempt and after it.
+    """One message about a request, recorded before every send attempt and after it.
+
+    ``kind`` ``"message"``: the user's one notification (email or console) per request.
+    ``kind`` ``"webhook"`` (migration 0006): one signed POST to the request's ``callback_url``
+    (``target``) per outcome of each attempt (Completed or Failed).
 
     ``message_id`` is fixed when the row is created and reused by every attempt (SendGrid
-    ``custom_args`` and the email's ``Message-ID``), so a resend after a crash carries the
-    same id and the recipient's client can drop the duplicate (at-least-once delivery).
+    ``custom_args`` and the email's ``Message-ID``; a webhook's ``webhook-id``), so a resend
+    after a crash carries the same id and the recipient can drop the duplicate (at-least-once
+    delivery); it is unique across all rows.
     """
 
     __tablename__ = "notifications"
+    __table_args__ = (UniqueConstraint("message_id", name="uq_notifications_message_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(
-        ForeignKey("generation_requests.request_id"), unique=True
+        ForeignKey("generation_requests.request_id"), index=True
     )
+    kind: Mapped[str] = mapped_column(String(16), default="message", server_default="message")
+    # The webhook's URL (kind "webhook"); None for messages (their recipient is below).
+    target: Mapped[str | None] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(16))
     recipient: Mapped[str | None] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(
@@ -196,3 +209,60 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiKey(Base):
+    """A user's key for the HTTP API (``Authorization: Bearer avg_<prefix>_<secret>``).
+
+    The key is shown once, when created; only ``prefix`` (for lookup, not secret) and the
+    SHA-256 of the secret part are stored (see :mod:`avgen_dagster.store.api_keys`).
+    ``last_used_at`` is refreshed at most once a minute. A revoked key stays listed.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdempotencyRecord(Base):
+    """An ``Idempotency-Key`` a user sent with a submission, and what it produced.
+
+    ``body_sha256`` fingerprints the submission (fields and portrait bytes, not the raw
+    multipart framing); ``request_id`` is None while the submission is being taken in, and the
+    row goes with its request when the request is erased.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_keys_user_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.user_id"))
+    key: Mapped[str] = mapped_column(String(255))
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(
+        ForeignKey("generation_requests.request_id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Erasure(Base):
+    """The record that a request was erased (who asked, when, how much went): no content."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(32), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(32))
+    runs_terminated: Mapped[int] = mapped_column(Integer, default=0)
+    runs_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    files_removed: Mapped[int] = mapped_column(Integer, default=0)
+    rows_removed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

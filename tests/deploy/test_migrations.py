@@ -23,7 +23,7 @@ from avgen_dagster.store.requests import get_request, outputs_of, requests_to_su
 from avgen_dagster.store.session import downgrade_database, upgrade_database
 from tests.conftest import SAMPLE_PORTRAIT
 
-HEAD = "0005"
+HEAD = "0006"
 APP_TABLES = {
     "users",
     "generation_requests",
@@ -31,6 +31,9 @@ APP_TABLES = {
     "content_views",
     "notifications",
     "request_events",
+    "api_keys",
+    "idempotency_keys",
+    "erasures",
 }
 # Differences between the ORM and the migrated schema that are known and harmless; keep empty.
 # Migration 0003 creates ix_notifications_status but models.Notification.status lacks
@@ -95,7 +98,7 @@ def test_upgrade_from_empty_and_downgrade_one_step(db_url: str) -> None:
         status.complete(s, rid, made, run_id="run-1")
     db.engine.dispose()
 
-    downgrade_database(db_url, "-1")
+    downgrade_database(db_url, "0004")  # 0006, then 0005's downgrade
     assert _version(db_url) == "0004"
     assert {"video_paths", "image_paths", "audio_paths"} <= _columns(db_url, "generation_requests")
     assert "outputs" not in _columns(db_url, "generation_requests")
@@ -173,7 +176,7 @@ def test_a_pre_migration_row_reads_through_the_outputs_record(db_url: str) -> No
 
 def test_every_step_down_to_base_and_back(db_url: str) -> None:
     upgrade_database(db_url)
-    for expected in ["0004", "0003", "0002", "0001", None]:
+    for expected in ["0005", "0004", "0003", "0002", "0001", None]:
         downgrade_database(db_url, "-1")
         assert _version(db_url) == expected
     engine = create_engine(db_url)
