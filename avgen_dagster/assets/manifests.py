@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avgen_dagster.media.words import WordTiming
 from avgen_dagster.options import RequestOptions
 
 
@@ -49,6 +50,8 @@ class AudioClip:
         sample_rate: Hz.
         integrated_lufs: BS.1770-4 integrated loudness, LUFS (None when not measured).
         true_peak_dbtp: BS.1770-4 Annex 2 true peak, dBTP (None when not measured).
+        words: when each word of the segment is spoken, seconds from the clip's start (from
+            the speech backend's own alignment; ``timed=False`` where it gave none).
     """
 
     path: str
@@ -56,6 +59,7 @@ class AudioClip:
     sample_rate: int
     integrated_lufs: float | None = None
     true_peak_dbtp: float | None = None
+    words: tuple[WordTiming, ...] = ()
 
 
 @dataclass(frozen=True)

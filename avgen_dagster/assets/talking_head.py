@@ -213,18 +213,19 @@ def tts_clips(
     speech_backend: SpeechBackendResource,
     content: ContentStore,
 ) -> dg.MaterializeResult:
-    """Synthesize each segment to ``tts_clips/segment_NNN.wav``."""
+    """Synthesize each segment to ``tts_clips/segment_NNN.wav``, with its word timings."""
     from avgen_dagster.media.audio_io import write_wav
 
-    synth = speech_backend.synthesizer()
+    # Seeded by the request: the same request and seed give bit-identical audio.
+    synth = speech_backend.synthesizer(seed=request.options.seed)
     folder = content.asset_dir(request.user_id, request.request_id, "tts_clips")
     clips: list[AudioClip] = []
     for i, text in enumerate(script.segments):
-        samples = synth.synthesize(text)
+        samples, rate, words = synth.synthesize_words(text)
         path = folder / f"segment_{i:03d}.wav"
-        write_wav(path, samples, synth.sample_rate)
-        duration = len(samples) / synth.sample_rate
-        clips.append(AudioClip(content.uri_of(path), duration, synth.sample_rate))
+        write_wav(path, samples, rate)
+        duration = len(samples) / rate
+        clips.append(AudioClip(content.uri_of(path), duration, rate, words=tuple(words)))
         context.log.info(f"segment {i + 1}/{len(script.segments)}: {duration:.2f} s")
     content.publish(folder)
     total = sum(c.duration_s for c in clips)
@@ -237,6 +238,9 @@ def tts_clips(
             "durations_s": dg.MetadataValue.json([round(c.duration_s, 3) for c in clips]),
             "sample_rate_hz": synth.sample_rate,
             "backend": synth.name,
+            "seed": request.options.seed,
+            "words": sum(len(c.words) for c in clips),
+            "words_untimed": sum(not w.timed for c in clips for w in c.words),
             "folder": dg.MetadataValue.path(content.uri_of(folder)),
         },
     )
@@ -278,6 +282,7 @@ def normalized_audio(
                 sr,
                 integrated_lufs=result.after.integrated_lufs,
                 true_peak_dbtp=result.after.true_peak_dbtp,
+                words=clip.words,  # gain only: the timing is the voice's
             )
         )
     content.publish(folder)
