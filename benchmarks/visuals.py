@@ -38,7 +38,7 @@ def run_embedded(out: Path) -> dict[str, float]:
     """Make the embedded package in ``out``; return seconds per stage and ``total``."""
     import cv2
 
-    from avgen_dagster.backends.image import ProceduralImages
+    from avgen_dagster.backends.landscape import ProceduralImages
     from avgen_dagster.backends.music import ProceduralMusic, normalize_music
     from avgen_dagster.backends.video import PanZoomClips, write_clip
     from avgen_dagster.media.atomic import atomic_path

@@ -32,20 +32,20 @@ from avgen_dagster.backends.devices import (
     resolve_dtype,
     torch_dtype,
 )
-from avgen_dagster.backends.image import ProceduralImages, check_diffusers_model
+from avgen_dagster.backends.hub import check_diffusers_model, quiet_hub_libraries
+from avgen_dagster.backends.landscape import ProceduralImages
 from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.video_io import EncodedVideo, encode_video_mp4
 from avgen_dagster.model_cache import ModelCache
 
 __all__ = [
     "DEFAULT_MAX_CLIP_S",
+    "MODEL_CACHE",
     "ClipGenerator",
     "LTXVideoClips",
     "PanZoomClips",
     "RoundedRequest",
-    "clear_model_cache",
     "frame_count",
-    "model_load_count",
     "write_clip",
 ]
 
@@ -277,17 +277,8 @@ class RoundedRequest:
         )
 
 
-_CACHE: ModelCache[Any] = ModelCache("text-to-video")
-
-
-def model_load_count() -> int:
-    """How many LTX-Video pipelines this process has loaded from disk (cache misses)."""
-    return _CACHE.load_count
-
-
-def clear_model_cache() -> None:
-    """Forget every loaded LTX-Video pipeline."""
-    _CACHE.clear()
+#: Loaded LTX-Video pipelines, by (model, device, dtype).
+MODEL_CACHE: ModelCache[Any] = ModelCache("text-to-video")
 
 
 class LTXVideoClips:
@@ -359,10 +350,8 @@ class LTXVideoClips:
         """
 
         def loader() -> Any:
-            from avgen_dagster.backends.image import _quiet_diffusers
-
-            _quiet_diffusers()
             try:
+                quiet_hub_libraries()
                 from diffusers import LTXPipeline
 
                 pipe = LTXPipeline.from_pretrained(self.model, dtype=torch_dtype(self.dtype))
@@ -372,7 +361,7 @@ class LTXVideoClips:
             pipe.set_progress_bar_config(disable=True)
             return pipe
 
-        return _CACHE.get((self.model, self.device, self.dtype), loader)
+        return MODEL_CACHE.get((self.model, self.device, self.dtype), loader)
 
     def multiples(self) -> tuple[int, int]:
         """``(temporal, spatial)`` multiples of the loaded pipeline (8, 32 for LTX-Video)."""

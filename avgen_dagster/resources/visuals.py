@@ -27,7 +27,8 @@ class ImageBackendResource(dg.ConfigurableResource):
 
     def generator(self) -> ImageGenerator:
         """The configured generator (a missing model is a BackendError naming it)."""
-        from avgen_dagster.backends.image import DiffusersImages, ProceduralImages
+        from avgen_dagster.backends.image import DiffusersImages
+        from avgen_dagster.backends.landscape import ProceduralImages
 
         if self.backend == "procedural":
             return ProceduralImages()

@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 
 from avgen_dagster.backends import image as image_mod
-from avgen_dagster.backends.image import (
-    DiffusersImages,
-    ImageGenerator,
-    ProceduralImages,
-    round_to_multiple,
-)
+from avgen_dagster.backends.image import DiffusersImages, ImageGenerator, round_to_multiple
+from avgen_dagster.backends.landscape import ProceduralImages
 from avgen_dagster.errors import BackendError, InvalidInputError
 
 
@@ -81,8 +77,8 @@ def test_diffusers_folder_missing_component(tiny_sd_dir: Path, tmp_path: Path) -
 
 
 def test_diffusers_tiny_pipeline_generates_and_loads_once(tiny_sd_dir: Path) -> None:
-    image_mod.clear_model_cache()
-    before = image_mod.model_load_count()
+    image_mod.MODEL_CACHE.clear()
+    before = image_mod.MODEL_CACHE.load_count
     gen = DiffusersImages(tiny_sd_dir, steps=2, guidance=0.0, device="auto")
     assert isinstance(gen, ImageGenerator)
     assert gen.size_multiple() == 8  # tiny: VAE scale 2 x UNet 2 levels -> max(8, 4)
@@ -105,4 +101,4 @@ def test_diffusers_tiny_pipeline_generates_and_loads_once(tiny_sd_dir: Path) -> 
     assert [x.shape for x in batch] == [(32, 32, 3)] * 3
     single = gen2.generate("sea", seed=2, width=32, height=32)
     assert _mad(batch[1], single) < 2.0
-    assert image_mod.model_load_count() - before == 1  # one load for every call above
+    assert image_mod.MODEL_CACHE.load_count - before == 1  # one load for every call above

@@ -138,8 +138,8 @@ def test_musicgen_missing_paths(tmp_path: Path) -> None:
 
 
 def test_musicgen_tiny_window_and_continuation(tiny_musicgen_dir: Path) -> None:
-    music_mod.clear_model_cache()
-    before = music_mod.model_load_count()
+    music_mod.MODEL_CACHE.clear()
+    before = music_mod.MODEL_CACHE.load_count
     gen = MusicGenMusic(
         tiny_musicgen_dir, device="auto", window_s=1.0, prompt_s=0.4, crossfade_s=0.1
     )
@@ -156,4 +156,4 @@ def test_musicgen_tiny_window_and_continuation(tiny_musicgen_dir: Path) -> None:
     assert float(np.max(np.abs(long))) <= 1.0
     with pytest.raises(InvalidInputError, match="unknown music genre"):
         gen.generate("polka", 1.0, seed=0)
-    assert music_mod.model_load_count() - before == 1
+    assert music_mod.MODEL_CACHE.load_count - before == 1

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from avgen_dagster.backends.image import ProceduralImages
+from avgen_dagster.backends.landscape import ProceduralImages
 from avgen_dagster.backends.music import ProceduralMusic, normalize_music
 from avgen_dagster.backends.video import PanZoomClips, write_clip
 from avgen_dagster.devtools.ffmpeg_cli import ffmpeg_decode_info

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avgen_dagster.backends import video as video_mod
-from avgen_dagster.backends.image import ProceduralImages
+from avgen_dagster.backends.landscape import ProceduralImages
 from avgen_dagster.backends.video import (
     ClipGenerator,
     LTXVideoClips,
@@ -90,8 +90,8 @@ def test_ltx_missing_path(tmp_path: Path) -> None:
 
 
 def test_ltx_tiny_pipeline_rounding_and_one_load(tiny_ltx_dir: Path, tmp_path: Path) -> None:
-    video_mod.clear_model_cache()
-    before = video_mod.model_load_count()
+    video_mod.MODEL_CACHE.clear()
+    before = video_mod.MODEL_CACHE.load_count
     gen = LTXVideoClips(
         tiny_ltx_dir, steps=2, guidance_scale=1.0, device="auto", fps=24, max_sequence_length=32
     )
@@ -119,4 +119,4 @@ def test_ltx_tiny_pipeline_rounding_and_one_load(tiny_ltx_dir: Path, tmp_path: P
     img = ProceduralImages().generate("sea", seed=0, width=64, height=64)
     out = list(i2v.generate(img, "waves", duration_s=0.3, seed=3, width=64, height=64))
     assert len(out) == 7 and out[0].shape == (64, 64, 3)
-    assert video_mod.model_load_count() - before == 1
+    assert video_mod.MODEL_CACHE.load_count - before == 1
