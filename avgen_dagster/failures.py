@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
+from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.runs import ATTEMPT_TAG
 from avgen_dagster.store import status
 from avgen_dagster.store.session import AppDatabase
@@ -67,15 +68,19 @@ def mark_run_failed(
     db: AppDatabase, instance: dg.DagsterInstance, run: dg.DagsterRun, request_id: str
 ) -> str | None:
     """Mark the run's request Failed with the run's real reason; return the reason, or None
-    when the report was stale (an older attempt's run, or another run than the request's)."""
+    when the report was stale (an older attempt's run, or another run than the request's) or
+    the request no longer exists (erased: its runs were terminated)."""
     reason = run_failure_reason(instance, run.run_id)
     attempt_tag = run.tags.get(ATTEMPT_TAG)
-    with db.session() as s:
-        changed = status.fail(
-            s,
-            request_id,
-            reason,
-            run_id=run.run_id,
-            attempt=int(attempt_tag) if attempt_tag and attempt_tag.isdigit() else None,
-        )
+    try:
+        with db.session() as s:
+            changed = status.fail(
+                s,
+                request_id,
+                reason,
+                run_id=run.run_id,
+                attempt=int(attempt_tag) if attempt_tag and attempt_tag.isdigit() else None,
+            )
+    except InvalidInputError:  # no such request: erased while its run was stopping
+        return None
     return reason if changed else None

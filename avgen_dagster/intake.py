@@ -9,6 +9,8 @@ Nothing is written unless every input is acceptable:
 * options parsed once into :class:`~avgen_dagster.options.RequestOptions` and stored complete;
 * a notification time with a time zone, not in the past (a few minutes of grace for a form
   filled slowly), at most :data:`MAX_NOTIFY_AHEAD` ahead; an email address that is valid;
+* a webhook ``callback_url`` (HTTP API) that is http(s) and resolves to public addresses only,
+  unless ``AVGEN_WEBHOOK_ALLOW_HOSTS`` allows it (:mod:`avgen_dagster.notifications.webhook_url`);
 * the portrait photo or driving video checked by :mod:`avgen_dagster.portraits` (formats,
   byte and pixel limits, a face), then stored atomically under
   ``<content root>/<user_id>/<request_id>/input/`` (uploaded when the content store is an
@@ -55,6 +57,7 @@ class NewRequest:
     options: RequestOptions | dict[str, Any] | None = None
     notify_at: datetime | None = None
     email: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class CheckedRequest:
     options: RequestOptions
     notify_at: datetime | None
     email: str | None
+    callback_url: str | None = None
 
 
 def check_text(prompt: str | None, script: str | None) -> tuple[str | None, str | None]:
@@ -137,13 +141,31 @@ def check_request(new: NewRequest, *, photo_only_backend: str | None = None) -> 
     options = parse_options(new.options)
     notify_at = check_notify_at(new.notify_at)
     email = normalise_email(new.email) if new.email else None
+    callback_url = check_callback(new.callback_url)
     face = check_face_source(new.portrait)
     if face.kind == "video" and photo_only_backend:
         raise InvalidInputError(
             f"portrait {new.portrait.name!r} is a driving video; the {photo_only_backend} "
             "lip-sync backend animates still photos only (use wav2lip for a driving video)"
         )
-    return CheckedRequest(new.user_id, prompt, script, face, options, notify_at, email)
+    return CheckedRequest(
+        new.user_id, prompt, script, face, options, notify_at, email, callback_url
+    )
+
+
+def check_callback(url: str | None) -> str | None:
+    """The webhook URL, checked against the SSRF rule with this process's allowlist
+    (``AVGEN_WEBHOOK_ALLOW_HOSTS``); None or empty → None.
+
+    Raises:
+        InvalidInputError: naming ``callback_url`` and why it is refused.
+    """
+    from avgen_dagster.notifications.webhook_url import check_callback_url
+    from avgen_dagster.settings import get_settings
+
+    if url is None or not url.strip():
+        return None
+    return check_callback_url(url, allow_hosts=get_settings().webhook_allow_hosts)
 
 
 def submit_request(
@@ -197,7 +219,7 @@ def record_request(
         (stored_uri,) = content.publish(stored)
         with db.session() as s:
             ensure_user(s, checked.user_id, email=checked.email)
-            create_request(
+            req = create_request(
                 s,
                 user_id=checked.user_id,
                 prompt=checked.prompt,
@@ -208,6 +230,7 @@ def record_request(
                 notify_at=checked.notify_at,
                 notify_address=checked.email,
             )
+            req.callback_url = checked.callback_url
             if run_id is not None:
                 status.submit(s, request_id, run_id=run_id)
     except BaseException:

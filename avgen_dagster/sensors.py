@@ -8,7 +8,7 @@ import dagster as dg
 
 from avgen_dagster.failures import mark_run_failed
 from avgen_dagster.jobs import generation_job, talking_head_job
-from avgen_dagster.notify_job import notify_job
+from avgen_dagster.notify_job import notify_job, notify_tags
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
 from avgen_dagster.runs import (
@@ -19,7 +19,12 @@ from avgen_dagster.runs import (
     request_tags,
 )
 from avgen_dagster.store import models, status
-from avgen_dagster.store.notifications import create_due_notifications, dispatch_due
+from avgen_dagster.store.notifications import (
+    KIND_WEBHOOK,
+    create_due_notifications,
+    create_due_webhooks,
+    dispatch_due,
+)
 from avgen_dagster.store.requests import requests_to_submit, requests_with_runs
 
 MAX_REQUESTS_PER_TICK = 100
@@ -84,25 +89,29 @@ def now_utc() -> datetime:
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
-        "Finds Completed requests whose notification time has come, records their notification "
-        "(Pending) and requests one notify run each; re-dispatches one whose run was lost."
+        "Finds Completed requests whose notification time has come, and Completed or Failed "
+        "requests with a callback_url (webhooks, due at once), records each message (Pending) "
+        "and requests one notify run each; re-dispatches one whose run was lost."
     ),
 )
 def notification_sensor(
     context: dg.SensorEvaluationContext, app_db: AppDatabaseResource
 ) -> dg.SensorResult | dg.SkipReason:
-    """Due notifications → notify runs (run key per request and dispatch)."""
+    """Due notifications and webhooks → notify runs (run key per message and dispatch)."""
     now = now_utc()
     with app_db.get().session() as s:
-        created = create_due_notifications(s, now)
-        dispatched = [(note.request_id, run_key) for note, run_key in dispatch_due(s, now)]
+        created = create_due_notifications(s, now) + create_due_webhooks(s, now)
+        dispatched = [
+            (note.request_id, note.id if note.kind == KIND_WEBHOOK else None, run_key)
+            for note, run_key in dispatch_due(s, now)
+        ]
     if not dispatched:
         return dg.SkipReason("no notification is due")
     context.log.info(f"{created} new notification(s); dispatching {len(dispatched)}")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(run_key=run_key, tags={REQUEST_ID_TAG: request_id})
-            for request_id, run_key in dispatched
+            dg.RunRequest(run_key=run_key, tags=notify_tags(request_id, notification_id))
+            for request_id, notification_id, run_key in dispatched
         ]
     )
 

@@ -14,6 +14,14 @@ variable               meaning                                default
 ``AVGEN_MEDIA_URL``    base URL of the media server            ``http://127.0.0.1:8502``
 ``AVGEN_PORTAL_URL``   base URL of the portal (links in mail)  ``http://127.0.0.1:8501``
 ``AVGEN_SECRET_KEY``   signs sign-in links and media URLs      a key file in DAGSTER_HOME
+``AVGEN_WEBHOOK_ALLOW_HOSTS`` hosts, IPs or CIDR networks a     empty (none)
+                       ``callback_url`` may name although
+                       private, loopback or link-local
+``AVGEN_API_RATE_LIMIT`` HTTP API calls per key (``limits``     ``600/minute``
+                       notation, e.g. ``10/second``)
+``AVGEN_API_SUBMIT_RATE_LIMIT`` submissions per key            ``60/minute``
+``AVGEN_API_RATE_LIMIT_STORAGE`` where counters live           ``memory://`` (per process)
+                       (``redis://host:6379`` for several)
 =====================  =====================================  ==============================
 """
 
@@ -59,6 +67,24 @@ class Settings(BaseSettings):
     portal_url: str = Field(
         default="http://127.0.0.1:8501", validation_alias=AliasChoices("AVGEN_PORTAL_URL")
     )
+    webhook_allow_hosts_env: str = Field(
+        default="", validation_alias=AliasChoices("AVGEN_WEBHOOK_ALLOW_HOSTS")
+    )
+    api_rate_limit: str = Field(
+        default="600/minute", validation_alias=AliasChoices("AVGEN_API_RATE_LIMIT")
+    )
+    api_submit_rate_limit: str = Field(
+        default="60/minute", validation_alias=AliasChoices("AVGEN_API_SUBMIT_RATE_LIMIT")
+    )
+    api_rate_limit_storage: str = Field(
+        default="memory://", validation_alias=AliasChoices("AVGEN_API_RATE_LIMIT_STORAGE")
+    )
+
+    @property
+    def webhook_allow_hosts(self) -> tuple[str, ...]:
+        """``AVGEN_WEBHOOK_ALLOW_HOSTS`` as a tuple (comma or space separated, lower case)."""
+        text = self.webhook_allow_hosts_env.replace(",", " ")
+        return tuple(part.strip().lower() for part in text.split() if part.strip())
 
     @cached_property
     def dagster_home_path(self) -> Path:

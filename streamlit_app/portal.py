@@ -30,6 +30,7 @@ from avgen_dagster.store.models import (
     NotificationStatus,
     RequestStatus,
 )
+from avgen_dagster.store.notifications import KIND_MESSAGE
 from avgen_dagster.store.requests import get_request, list_requests, log_view, outputs_of
 from avgen_dagster.store.session import AppDatabase
 
@@ -144,7 +145,11 @@ def gallery_items(db: AppDatabase, user_id: str, limit: int) -> tuple[list[Galle
         ids = [r.request_id for r in shown]
         notes = {
             n.request_id: n
-            for n in s.scalars(select(Notification).where(Notification.request_id.in_(ids)))
+            for n in s.scalars(
+                select(Notification).where(
+                    Notification.request_id.in_(ids), Notification.kind == KIND_MESSAGE
+                )
+            )
         }
         return [_item(r, notes.get(r.request_id)) for r in shown], len(rows) > limit
 

@@ -104,12 +104,14 @@ def deliver(
     channel: Channel,
     message: Callable[[], Message],
     *,
+    notification_id: int | None = None,
     crash_hook: CrashHook | None = None,
 ) -> DeliveryOutcome:
     """Send the notification of ``request_id`` through ``channel`` at most once more.
 
     Args:
         message: builds the message (called once, before the attempt is recorded).
+        notification_id: the row to deliver (a webhook); default the request's message.
         crash_hook: called with ``"sending_recorded"`` and ``"provider_accepted"`` (crash
             tests kill the process there).
 
@@ -119,25 +121,27 @@ def deliver(
         NotifierConfigError: the channel is not configured (kept for a later attempt).
     """
     with db.session() as s:
-        note = get_notification(s, request_id)
+        note = get_notification(s, request_id, notification_id=notification_id)
         if note.status in (NotificationStatus.SENT.value, NotificationStatus.FAILED.value):
             return DeliveryOutcome(
                 request_id, note.status, note.attempts, note.provider_message_id, skipped=True
             )
     msg = message()
     with db.session() as s:
-        begin_send(s, request_id)
+        begin_send(s, request_id, notification_id=notification_id)
     if crash_hook:
         crash_hook("sending_recorded")
     try:
         provider_id = channel.send(msg)
     except PermanentSendError as exc:
         with db.session() as s:
-            record_failure(s, request_id, str(exc), permanent=True)
+            record_failure(s, request_id, str(exc), permanent=True, notification_id=notification_id)
         raise
     except (TransientSendError, NotifierConfigError) as exc:
         with db.session() as s:
-            note = record_failure(s, request_id, str(exc), permanent=False)
+            note = record_failure(
+                s, request_id, str(exc), permanent=False, notification_id=notification_id
+            )
             final = note.status == NotificationStatus.FAILED.value
         if final:
             raise PermanentSendError(note.last_error or str(exc)) from exc
@@ -145,6 +149,6 @@ def deliver(
     if crash_hook:
         crash_hook("provider_accepted")
     with db.session() as s:
-        record_sent(s, request_id, provider_id)
-        note = get_notification(s, request_id)
+        record_sent(s, request_id, provider_id, notification_id=notification_id)
+        note = get_notification(s, request_id, notification_id=notification_id)
         return DeliveryOutcome(request_id, note.status, note.attempts, provider_id)
