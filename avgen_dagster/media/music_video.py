@@ -2,7 +2,7 @@
 
 One decode → blend → encode pass: the clips are decoded in turn (looping over the list
 until the music is covered), consecutive clips are joined by the same linear cross-fade as
-the talking-head stitch (:class:`avgen_dagster.media.stitch.CrossfadeJoiner`, blending only
+the talking-head stitch (:class:`avgen_dagster.media.crossfade.CrossfadeJoiner`, blending only
 the overlapping frames, on yuv420p planes), the picture fades in from and out to black, and
 the frames go straight to the shared H.264/AAC encoder
 (:func:`avgen_dagster.media.video_io.encode_video_mp4`: fixed GOP, fast start, atomic). The
@@ -33,6 +33,7 @@ import numpy as np
 
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.audio_io import read_wav, resample
+from avgen_dagster.media.crossfade import CrossfadeJoiner
 from avgen_dagster.media.delivery import (
     MAX_TRUE_PEAK_DBTP,
     DeliveredAudio,
@@ -40,7 +41,7 @@ from avgen_dagster.media.delivery import (
     measure_delivered_audio,
 )
 from avgen_dagster.media.loudness import measure_loudness
-from avgen_dagster.media.stitch import CrossfadeJoiner, SegmentInfo, output_size, probe_segment
+from avgen_dagster.media.stitch import SegmentInfo, output_size, probe_segment
 from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, fps_fraction
 
 __all__ = ["MusicVideoResult", "compose_music_video"]

@@ -11,13 +11,12 @@ import pytest
 from avgen_dagster.backends.wav2lip.inference import Wav2LipLipsync
 from avgen_dagster.devtools.tiny_models import synthetic_voice
 from avgen_dagster.media.driving_video import (
-    FaceSegment,
     iter_driving_frames,
     render_driving_video,
     scan_driving_video,
-    segment_faces,
     source_indices,
 )
+from avgen_dagster.media.face_track import FaceSegment, segment_faces
 from avgen_dagster.media.probe import probe_media
 from avgen_dagster.media.video_io import encode_segment_mp4, read_video_frames
 

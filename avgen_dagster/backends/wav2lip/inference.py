@@ -450,11 +450,8 @@ class Wav2LipLipsync:
             MediaError: unreadable video or encode failure.
             BackendError: non-finite network output.
         """
-        from avgen_dagster.media.driving_video import (
-            FaceTracker,
-            render_driving_video,
-            scan_driving_video,
-        )
+        from avgen_dagster.media.driving_video import render_driving_video, scan_driving_video
+        from avgen_dagster.media.face_track import FaceTracker
 
         pcm = require_mono_audio(audio)
         sr = check_sample_rate(sample_rate)
