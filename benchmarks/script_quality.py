@@ -1,0 +1,179 @@
+"""Embedded script quality and speed, before and after the tuning, side by side.
+
+For each of the 30 prompts in ``benchmarks/prompts/scripts.jsonl`` (science, history,
+how-to, study, cooking, travel, health, tech, kids' questions; each with its ``max_words``)
+the embedded SmolLM2 writer runs twice, interleaved so both see the same machine load:
+
+- **before**: :data:`avgen_dagster.backends.text.BASELINE` (the previous prompt, greedy
+  decoding with repetition penalty 1.15, one sampled retry when too short, no ranking, no
+  chatter stripping, torch's default thread count);
+- **after**: :data:`avgen_dagster.backends.text.TUNED`.
+
+Measures (defined in :mod:`avgen_dagster.backends.script_quality`): on-topic rate, mean
+``|words − max_words| / max_words``, scripts within ±15 %, repeated sentences, runaway lists,
+chatter sentences, generation seconds and tokens/s; plus model load time from the GGUF file
+(before) and from the conversion cache (after), each after clearing the process cache.
+Targets: on-topic ≥ 80 %, no repeated sentence and no chatter in any script.
+
+Usage::
+
+    .venv/bin/python benchmarks/script_quality.py [--only before|after] [--ids a,b]
+        [--out results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPTS = REPO / "benchmarks" / "prompts" / "scripts.jsonl"
+MODES = ("before", "after")
+
+
+def load_prompts(ids: list[str] | None = None) -> list[dict]:
+    """The benchmark prompts (``id``, ``category``, ``max_words``, ``prompt``)."""
+    rows = [json.loads(line) for line in PROMPTS.read_text().splitlines() if line.strip()]
+    return [r for r in rows if not ids or r["id"] in ids]
+
+
+def measure_load() -> dict[str, float]:
+    """Load seconds: from the GGUF file (no conversion cache) and from the cache."""
+    from avgen_dagster.backends.llm_local import clear_model_cache, load_model, resolve_source
+
+    source = resolve_source(None)
+    out: dict[str, float] = {}
+    clear_model_cache()
+    load_model(source, convert_cache=True)  # make sure the converted copy exists
+    for mode, cached in (("before", False), ("after", True)):
+        clear_model_cache()
+        start = time.perf_counter()
+        load_model(source, convert_cache=cached)
+        out[mode] = time.perf_counter() - start
+    return out
+
+
+def run(prompts: list[dict], modes: tuple[str, ...]) -> dict[str, list[dict]]:
+    """Write every prompt's script in each mode; per-script rows."""
+    from avgen_dagster.backends.script_quality import score_script
+    from avgen_dagster.backends.text import BASELINE, TUNED, SmolLM2ScriptWriter
+    from avgen_dagster.errors import BackendError
+
+    writers = {
+        "before": SmolLM2ScriptWriter(settings=BASELINE),
+        "after": SmolLM2ScriptWriter(settings=TUNED),
+    }
+    rows: dict[str, list[dict]] = {m: [] for m in modes}
+    for i, p in enumerate(prompts, 1):
+        for mode in modes:
+            writer = writers[mode]
+            try:
+                text, error = writer.write(p["prompt"], max_words=p["max_words"]), None
+            except BackendError as exc:
+                text, error = "", str(exc)
+            score = score_script(p["prompt"], text, p["max_words"])
+            rows[mode].append(
+                {
+                    **p,
+                    "script": text,
+                    "error": error,
+                    "seconds": writer.last_generation_seconds or 0.0,
+                    "new_tokens": writer.last_new_tokens,
+                    "candidates": len(writer.last_scores),
+                    **asdict(score),
+                }
+            )
+            print(
+                f"[{i:2d}/{len(prompts)}] {mode:6s} {p['id']:15s} {score.words:3d}/"
+                f"{p['max_words']} words, on-topic {score.on_topic!s:5s} chatter "
+                f"{score.chatter} repeats {score.repeated} "
+                f"{rows[mode][-1]['seconds']:5.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    return rows
+
+
+def summarize(rows: list[dict], load_s: float | None) -> dict[str, str]:
+    """The summary column of one mode."""
+    n = len(rows)
+    seconds = sum(r["seconds"] for r in rows)
+    tokens = sum(r["new_tokens"] for r in rows)
+    with_chatter = sum(1 for r in rows if r["chatter"])
+    with_repeats = sum(1 for r in rows if r["repeated"])
+    return {
+        "on-topic rate": f"{sum(r['on_topic'] for r in rows) / n:.0%}",
+        "mean |length error|": f"{statistics.mean(r['length_error'] for r in rows):.1%}",
+        "within ±15 % of max_words": f"{sum(r['length_error'] <= 0.15 for r in rows)}/{n}",
+        "repeated sentences (scripts)": f"{sum(r['repeated'] for r in rows)} ({with_repeats})",
+        "runaway lists": str(sum(r["runaway_list"] for r in rows)),
+        "chatter sentences (scripts)": f"{sum(r['chatter'] for r in rows)} ({with_chatter})",
+        "all checks pass": f"{sum(_acceptable(r) for r in rows)}/{n}",
+        "failed (no usable text)": str(sum(1 for r in rows if r["error"])),
+        "model load, s": f"{load_s:.1f}" if load_s is not None else "-",
+        "generation, s per script (mean)": f"{seconds / n:.1f}",
+        "tokens/s": f"{tokens / seconds:.1f}" if seconds else "-",
+        "candidates per script (mean)": f"{statistics.mean(r['candidates'] for r in rows):.2f}",
+    }
+
+
+def _acceptable(r: dict) -> bool:
+    return (
+        r["on_topic"]
+        and r["length_error"] <= 0.15
+        and not r["repeated"]
+        and not r["runaway_list"]
+        and not r["chatter"]
+    )
+
+
+def print_tables(rows: dict[str, list[dict]], load: dict[str, float]) -> None:
+    """Markdown: the summary side by side, then one line per prompt."""
+    modes = list(rows)
+    cols = {m: summarize(rows[m], load.get(m)) for m in modes}
+    print("| measure | " + " | ".join(modes) + " |")
+    print("|---|" + "---|" * len(modes))
+    for key in cols[modes[0]]:
+        print(f"| {key} | " + " | ".join(cols[m][key] for m in modes) + " |")
+    print()
+    head = " | ".join(f"{m} words / on-topic / chatter / repeats / s" for m in modes)
+    print(f"| prompt | max | {head} |")
+    print("|---|---|" + "---|" * len(modes))
+    for i, r in enumerate(rows[modes[0]]):
+        cells = []
+        for m in modes:
+            x = rows[m][i]
+            cells.append(
+                f"{x['words']} / {'yes' if x['on_topic'] else 'NO'} / {x['chatter']} / "
+                f"{x['repeated']} / {x['seconds']:.1f}"
+            )
+        print(f"| {r['id']} | {r['max_words']} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=MODES, help="run one mode only")
+    parser.add_argument("--ids", help="comma-separated prompt ids (default: all 30)")
+    parser.add_argument("--out", type=Path, help="write every script and score as JSON")
+    args = parser.parse_args()
+    modes = (args.only,) if args.only else MODES
+    prompts = load_prompts(args.ids.split(",") if args.ids else None)
+    load = measure_load()
+    print(
+        f"load: GGUF {load['before']:.1f} s, conversion cache {load['after']:.1f} s",
+        file=sys.stderr,
+    )
+    rows = run(prompts, modes)
+    print_tables(rows, load)
+    if args.out:
+        args.out.write_text(json.dumps({"load_s": load, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
