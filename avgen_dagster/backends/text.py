@@ -135,17 +135,28 @@ class VerbatimScript:
         return clean_text(validate_script(prompt, max_chars=self.max_chars))
 
 
+_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]*_]*$")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]*_]*(?=\s)")
+
+
 def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
     """Model output to narration: cleaned, chatter and repeats removed, cut to the budget.
 
-    Steps: :func:`~avgen_dagster.backends.textproc.clean_text`; drop an unfinished last
-    sentence; (``strip``) drop chatter sentences
+    Steps: cut an unfinished last sentence (text after the last ``.``/``!``/``?`` when the
+    output does not end with one); :func:`~avgen_dagster.backends.textproc.clean_text`;
+    drop an unfinished last sentence; (``strip``) drop chatter sentences
     (:func:`~avgen_dagster.backends.script_quality.is_chatter`) and sentences that repeat an
     earlier one; keep whole sentences within ``max_words``.
 
     Returns:
         The narration, or ``""`` when nothing speakable remains.
     """
+    # A token limit cuts mid-sentence; clean_text would close that fragment with a period.
+    tail = raw.rstrip()
+    if not _ENDS_SENTENCE.search(tail):
+        ends = list(_SENTENCE_END.finditer(tail))
+        if ends:
+            raw = tail[: ends[-1].end()]
     try:
         text = clean_text(raw)
     except InvalidInputError:

@@ -1,4 +1,5 @@
-"""Tests of the script writers: verbatim, a tiny random Llama, and the real SmolLM2 GGUF."""
+"""Tests of the script writers: verbatim, a tiny random Llama, and the real SmolLM2 GGUF
+(conversion cache, narration, a scene plan)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from avgen_dagster.backends.llm_local import clear_model_cache, load_model, resolve_source
+from avgen_dagster.backends.scene_plan import ScenePlan, plan_for_prompt
+from avgen_dagster.backends.script_quality import is_chatter, repeated_sentences
 from avgen_dagster.backends.text import (
+    BASELINE,
+    TUNED,
     ScriptWriter,
     SmolLM2ScriptWriter,
     VerbatimScript,
     default_smollm2_path,
     model_load_count,
+    polish_narration,
+    split_audience,
     words_to_max_tokens,
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
@@ -128,3 +136,106 @@ def test_smollm2_writes_clean_narration() -> None:
     assert alpha / len(words) > 0.8, text
     assert {"the", "is", "and", "a", "of", "to"} & {w.lower().strip(".,!?") for w in words}
     assert writer.last_generation_seconds is not None
+
+
+def test_polish_narration_strips_chatter_repeats_and_cuts() -> None:
+    raw = (
+        "Here's a rewritten version with additional context and explanation:\n\n"
+        "The sky looks blue because air scatters blue light. "
+        "The sky looks blue because air scatters blue light! "
+        "At sunset the light crosses more air, so red and orange remain. "
+        "I made changes such as rephrasing sentences to enhance clarity. And then"
+    )
+    assert polish_narration(raw, 100) == (
+        "The sky looks blue because air scatters blue light. At sunset the light crosses "
+        "more air, so red and orange remain."
+    )
+    assert polish_narration(raw, 12) == "The sky looks blue because air scatters blue light."
+    assert polish_narration("\U0001f600", 10) == ""
+    # Without stripping (the baseline), chatter stays.
+    assert polish_narration(raw, 100, strip=False).startswith("Here's a rewritten version")
+
+
+@pytest.mark.parametrize(
+    ("prompt", "rest", "audience"),
+    [
+        (
+            "Explain to a curious ten-year-old why the sky is blue.",
+            "Explain why the sky is blue.",
+            "a curious ten-year-old",
+        ),
+        ("Why do cats purr? Answer for a child.", "Why do cats purr?", "a child"),
+        (
+            "Describe to my grandmother how email works.",
+            "Describe how email works.",
+            "my grandmother",
+        ),
+        ("Tell me about tides", "Tell me about tides", None),
+    ],
+)
+def test_split_audience(prompt: str, rest: str, audience: str | None) -> None:
+    assert split_audience(prompt) == (rest, audience)
+
+
+def test_tiny_llama_ranked_candidates_keep_threads(tiny_llama_dir: Path) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    writer = SmolLM2ScriptWriter(model_path=str(tiny_llama_dir), candidates=2, max_new_tokens=40)
+    assert writer.settings.candidates == 2 and writer.settings is not TUNED
+    text = writer.write("Explain to a child why the sky is blue.", max_words=15)
+    assert 1 <= len(writer.last_scores) <= 2
+    assert len(text.split()) <= 15 and writer.last_new_tokens > 0
+    assert torch.get_num_threads() == threads  # one thread while generating, then restored
+    with pytest.raises(InvalidInputError, match="candidates"):
+        SmolLM2ScriptWriter(model_path=str(tiny_llama_dir), candidates=0)
+
+
+def test_tiny_llama_baseline_settings(tiny_llama_dir: Path) -> None:
+    writer = SmolLM2ScriptWriter(model_path=str(tiny_llama_dir), settings=BASELINE)
+    text = writer.write("Explain why the sky is blue.", max_words=20)
+    assert text and len(text.split()) <= 20
+    assert 1 <= len(writer.last_scores) <= 2  # the previous loop: a retry only if too short
+
+
+@pytest.mark.slow
+def test_gguf_conversion_cache_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """First load converts the GGUF and saves safetensors; the next load reads them."""
+    import torch
+
+    monkeypatch.setenv("AVGEN_CACHE_DIR", str(tmp_path))
+    source = resolve_source(None)
+    clear_model_cache()
+    first = load_model(source, convert_cache=True)
+    assert not first.from_conversion_cache
+    (folder,) = (tmp_path / "converted").iterdir()
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in folder.iterdir()
+    }
+    clear_model_cache()
+    second = load_model(source, convert_cache=True)
+    assert second.from_conversion_cache
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    msgs = [{"role": "user", "content": "Why is the sky blue?"}]
+    ids = [
+        m.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, return_dict=True)[
+            "input_ids"
+        ]
+        for m in (first, second)
+    ]
+    assert ids[0] == ids[1]
+    clear_model_cache()
+
+
+@pytest.mark.slow
+def test_smollm2_plan_for_a_short_prompt_validates() -> None:
+    """The real SmolLM2: narration written, then a validated plan around it."""
+    writer = SmolLM2ScriptWriter()
+    plan = plan_for_prompt("Why do cats purr?", writer, max_words=40)
+    assert isinstance(plan, ScenePlan)
+    assert 10 <= plan.word_count <= 40
+    assert not any(is_chatter(s) for s in plan.sentences)
+    assert repeated_sentences(plan.narration) == 0
+    assert plan.mood in {"pop", "ambient"}  # "cats" votes pop; no keyword gives ambient
+    assert len(plan.visual_prompts) == len(plan.sentences)
