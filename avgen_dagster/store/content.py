@@ -19,8 +19,10 @@ Ids are validated before they become path parts, so no user input addresses anyt
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
@@ -199,6 +201,35 @@ class ContentTree:
         except STORE_ERRORS as exc:
             raise ContentStoreError(f"could not delete {uri}: {exc}") from exc
         (self.local_root / self._key(uri)).unlink(missing_ok=True)
+
+    def delete_request(self, user_id: str, request_id: str) -> int:
+        """Remove one request's whole folder — every file, hidden ones (``.outputs/``, a
+        temporary file) included — from the store and from the local working copy; then the
+        user's folder if it is left empty. Returns how many files went; missing is fine.
+
+        Raises:
+            ContentStoreError: the object store refused or could not be reached.
+        """
+        local = self.work_dir(user_id, request_id, create=False)
+        removed = 0
+        if self.is_remote:
+            prefix = self._upath.joinpath(user_id, request_id).path.rstrip("/") + "/"
+            try:
+                names = list(self._upath.fs.find(prefix))
+                if names:
+                    self._upath.fs.rm(names)
+            except FileNotFoundError:
+                names = []
+            except STORE_ERRORS as exc:
+                raise ContentStoreError(f"could not delete {prefix}: {exc}") from exc
+            removed = len(names)
+        if local.exists():
+            files = sum(1 for p in local.rglob("*") if not p.is_dir())
+            removed = removed if self.is_remote else files
+            shutil.rmtree(local)
+        with contextlib.suppress(OSError):  # not empty (other requests), or already gone
+            local.parent.rmdir()
+        return removed
 
     # --- reading -----------------------------------------------------------------------
     def _object(self, uri: str) -> str:
