@@ -48,6 +48,10 @@ user_app = typer.Typer(help="Portal users: access codes and sign-in links.", no_
 app.add_typer(user_app, name="user")
 request_app = typer.Typer(help="Queue a request, or retry a Failed one.")
 app.add_typer(request_app, name="request")
+key_app = typer.Typer(
+    help="HTTP API keys: create (shown once), list, revoke.", no_args_is_help=True
+)
+app.add_typer(key_app, name="key")
 
 MAX_SCRIPT_BYTES = 200_000
 EXIT_BAD_INPUT = 2
@@ -432,20 +436,91 @@ def user_link(user_id: Annotated[str, typer.Argument(help="An existing user id."
     typer.echo(f"{settings.portal_url.rstrip('/')}/?token={token}")
 
 
+@app.command("serve-api")
+def serve_api(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8502,
+) -> None:
+    """Serve the HTTP API (/v1/…, /docs) and the signed media URLs in one process (uvicorn)."""
+    import uvicorn
+
+    from avgen_dagster.api.app import create_api_app
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    try:
+        api = create_api_app(settings)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    uvicorn.run(api, host=host, port=port)
+
+
 @app.command("serve-media")
 def serve_media(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8502,
 ) -> None:
-    """Serve generated media to browsers under signed URLs (uvicorn)."""
-    import uvicorn
+    """Alias of ``serve-api``: the media URLs are served by the API's process."""
+    serve_api(host=host, port=port)
 
-    from avgen_dagster.media_server import create_app
+
+@key_app.command("create")
+def key_create(
+    user_id: Annotated[str, typer.Argument(help="An existing user id.")],
+    name: Annotated[str | None, typer.Option("--name", help="A label, e.g. n8n.")] = None,
+) -> None:
+    """Create an API key for USER_ID; the key is printed once, alone on the last line."""
+    from avgen_dagster.notifications.webhooks import webhook_secret
     from avgen_dagster.settings import secret_key
+    from avgen_dagster.store.api_keys import create_key
 
     settings = get_settings()
     _ensure_dagster_home(settings)
-    uvicorn.run(create_app(settings.content_tree(), secret_key(settings)), host=host, port=port)
+    try:
+        with settings.database().session() as s:
+            info, key = create_key(s, user_id, name)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"API key {info.prefix} for {user_id} (shown once: store it now)")
+    typer.echo(f"webhook signing secret: {webhook_secret(user_id, secret_key(settings))}")
+    typer.echo(key)
+
+
+@key_app.command("list")
+def key_list(user_id: Annotated[str, typer.Argument(help="A user id.")]) -> None:
+    """List USER_ID's keys: prefix, state, created, last used, name (never the key)."""
+    from avgen_dagster.store.api_keys import list_keys
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    with settings.database().session() as s:
+        keys = list_keys(s, user_id)
+    if not keys:
+        typer.echo(f"{user_id} has no API keys")
+    for k in keys:
+        used = k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "never"
+        state = "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}"
+        typer.echo(
+            f"{k.prefix}  {state:<24} created {k.created_at:%Y-%m-%d %H:%M}  last used {used}"
+            f"  {k.name or ''}".rstrip()
+        )
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key: Annotated[str, typer.Argument(help="The key, or its 12-character prefix.")],
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from avgen_dagster.store.api_keys import revoke_key
+
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    try:
+        with settings.database().session() as s:
+            info = revoke_key(s, key)
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    typer.echo(f"API key {info.prefix} of {info.user_id} revoked")
 
 
 @db_app.command("upgrade")
