@@ -43,7 +43,9 @@ def _worker_pid(instance: dg.DagsterInstance, db: AppDatabase, rid: str, timeout
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with db.session() as s:
-            run_id = get_request(s, rid).run_id
+            req = get_request(s, rid)
+            run_id = req.run_id
+            assert req.status in ("Queued", "Processing"), (req.status, req.error)
         run = instance.get_run_by_id(run_id) if run_id else None
         if run is not None and (pid := run.tags.get("avgen/worker_pid")):
             return int(pid)
@@ -125,7 +127,9 @@ def test_a_run_lost_with_its_daemon_and_code_server_is_failed_after_a_restart(
     daemon = start_daemon(daemon_env, tmp_path / "daemon2.log")
     try:
         statuses = wait_for_requests(db, [rid, nxt], 400, daemon)
-        assert statuses == {rid: "Failed", nxt: "Completed"}, statuses
+        with db.session() as s:
+            errors = {x: get_request(s, x).error for x in (rid, nxt)}
+        assert statuses == {rid: "Failed", nxt: "Completed"}, (statuses, errors)
         with db.session() as s:
             reason = get_request(s, rid).error or ""
         assert "run worker" in reason and "is gone" in reason, reason
