@@ -11,7 +11,9 @@ export AVGEN_HOST ?= 127.0.0.1
 export DAGSTER_PORT ?= 3000
 export PORTAL_PORT ?= 8501
 export MEDIA_PORT ?= 8502
-export AVGEN_MEDIA_URL ?= http://$(AVGEN_HOST):$(MEDIA_PORT)
+# The HTTP API serves the media URLs too (one process): same port unless told otherwise.
+export API_PORT ?= $(MEDIA_PORT)
+export AVGEN_MEDIA_URL ?= http://$(AVGEN_HOST):$(API_PORT)
 export AVGEN_PORTAL_URL ?= http://$(AVGEN_HOST):$(PORTAL_PORT)
 
 .PHONY: install demo test serve lint bench clean-demo
@@ -41,9 +43,9 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 test: install
 	$(PY) -m pytest
 
-# Dagster webserver + daemon (sensors, queued runs), the media server and the portal.
+# Dagster webserver + daemon (sensors, queued runs), the HTTP API (with the media URLs), the portal.
 serve: install $(DAGSTER_HOME)/dagster.yaml
-	@echo "Dagster UI http://$(AVGEN_HOST):$(DAGSTER_PORT)  portal $(AVGEN_PORTAL_URL)  media $(AVGEN_MEDIA_URL)"
+	@echo "Dagster UI http://$(AVGEN_HOST):$(DAGSTER_PORT)  portal $(AVGEN_PORTAL_URL)  API + media $(AVGEN_MEDIA_URL) (docs $(AVGEN_MEDIA_URL)/docs)"
 	$(VENV)/bin/honcho start -f Procfile
 
 lint: install
