@@ -52,7 +52,13 @@ MAX_SIDE = 4096
 
 @runtime_checkable
 class ImageGenerator(Protocol):
-    """A text-to-image backend."""
+    """A text-to-image backend (:class:`~avgen_dagster.backends.landscape.ProceduralImages`,
+    :class:`DiffusersImages`).
+
+    Attributes:
+        name: backend name, as the resource's ``backend`` setting spells it.
+        model: what draws: a pipeline folder, a Hub id, or the painter's version.
+    """
 
     name: str
     model: str

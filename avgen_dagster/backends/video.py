@@ -57,7 +57,14 @@ DEFAULT_MAX_CLIP_S = 60.0
 
 @runtime_checkable
 class ClipGenerator(Protocol):
-    """A video-clip backend."""
+    """A video-clip backend (:class:`PanZoomClips`, :class:`LTXVideoClips`).
+
+    Attributes:
+        name: backend name (``panzoom``, ``ltx-video``).
+        model: what moves the picture: a pipeline folder or Hub id, or the Ken Burns
+            version.
+        fps: frame rate of the clips, frames per second.
+    """
 
     name: str
     model: str

@@ -4,8 +4,9 @@ benchmarks only (nothing in the pipeline imports this module).
 Each builder constructs a production architecture at toy size (a few thousand parameters),
 trains a tiny tokenizer locally (no downloads), saves everything with ``save_pretrained``
 into a folder and returns it: the backends then load it with ``from_pretrained(folder)``
-exactly as they would load real weights. :func:`save_wav2lip_checkpoint` writes a Wav2Lip
-network in the layout of the published checkpoints.
+exactly as they would load real weights (``build_tiny_*(folder) -> folder``; the folder is
+created when missing). :func:`save_wav2lip_checkpoint` writes a Wav2Lip network in the
+layout of the published checkpoints.
 """
 
 from __future__ import annotations
@@ -78,14 +79,7 @@ def unigram_tokenizer(max_len: int) -> Any:
 
 
 def build_tiny_sd(folder: Path) -> Path:
-    """A tiny StableDiffusionPipeline (UNet 2 levels, VAE 2 levels, CLIP 2 layers).
-
-    Args:
-        folder: where to save it (created when missing).
-
-    Returns:
-        ``folder``, ready for ``from_pretrained``.
-    """
+    """A tiny StableDiffusionPipeline (UNet 2 levels, VAE 2 levels, CLIP 2 layers)."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -149,14 +143,7 @@ def build_tiny_sd(folder: Path) -> Path:
 
 def build_tiny_musicgen(folder: Path) -> Path:
     """A tiny MusicGen: T5 text encoder (1 layer), EnCodec at 8 kHz / 50 frames per second
-    (hop 8*5*4 = 160), decoder 1 layer over its codebooks; processor saved beside it.
-
-    Args:
-        folder: where to save it (created when missing).
-
-    Returns:
-        ``folder``, ready for ``from_pretrained``.
-    """
+    (hop 8*5*4 = 160), decoder 1 layer over its codebooks; processor saved beside it."""
     import torch
     from transformers import (
         EncodecConfig,
@@ -165,22 +152,11 @@ def build_tiny_musicgen(folder: Path) -> Path:
         MusicgenDecoderConfig,
         MusicgenForConditionalGeneration,
         MusicgenProcessor,
-        T5Config,
     )
 
     torch.manual_seed(0)
     tok = unigram_tokenizer(64)
-    t5 = T5Config(
-        vocab_size=len(tok),
-        d_model=16,
-        d_kv=4,
-        d_ff=32,
-        num_layers=1,
-        num_heads=2,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
+    t5 = _tiny_t5_config(len(tok), decoder_start_token_id=0)
     enc = EncodecConfig(
         sampling_rate=8000,
         audio_channels=1,
@@ -221,22 +197,14 @@ def build_tiny_musicgen(folder: Path) -> Path:
 
 def build_tiny_ltx(folder: Path) -> Path:
     """A tiny LTXPipeline whose VAE has LTX-Video's real compression (32× space via patch
-    size 4 and three 2× stages, 8× time), so the 8k+1 / 32 constraints are the real ones.
-
-    Args:
-        folder: where to save it (created when missing).
-
-    Returns:
-        ``folder``, ready for ``from_pretrained``.
-    """
+    size 4 and three 2× stages, 8× time), so the 8k+1 / 32 constraints are the real ones."""
     import torch
     from diffusers import (
-        AutoencoderKLLTXVideo,
         FlowMatchEulerDiscreteScheduler,
         LTXPipeline,
         LTXVideoTransformer3DModel,
     )
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5EncoderModel
 
     torch.manual_seed(0)
     transformer = LTXVideoTransformer3DModel(
@@ -250,7 +218,43 @@ def build_tiny_ltx(folder: Path) -> Path:
         num_layers=1,
         caption_channels=16,
     )
-    vae = AutoencoderKLLTXVideo(
+    vae = _tiny_ltx_vae()
+    tok = unigram_tokenizer(32)
+    text = T5EncoderModel(_tiny_t5_config(len(tok)))
+    pipe = LTXPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tok,
+        transformer=transformer,
+    )
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def _tiny_t5_config(vocab_size: int, **extra: int) -> Any:
+    """A T5 text encoder config at toy size (1 layer, width 16), pad 0, eos 1."""
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=16,
+        d_kv=4,
+        d_ff=32,
+        num_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        **extra,
+    )
+
+
+def _tiny_ltx_vae() -> Any:
+    """LTX-Video's VAE at toy width with its real compression: 32× in space (patch size 4
+    and three 2× stages), 8× in time."""
+    from diffusers import AutoencoderKLLTXVideo
+
+    return AutoencoderKLLTXVideo(
         in_channels=3,
         out_channels=3,
         latent_channels=8,
@@ -269,28 +273,6 @@ def build_tiny_ltx(folder: Path) -> Path:
         encoder_causal=True,
         decoder_causal=False,
     )
-    tok = unigram_tokenizer(32)
-    text = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tok),
-            d_model=16,
-            d_kv=4,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
-    pipe = LTXPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tok,
-        transformer=transformer,
-    )
-    pipe.save_pretrained(folder)
-    return folder
 
 
 def save_wav2lip_checkpoint(path: Path, *, seed: int = 0, model: Any = None) -> Path:

@@ -26,9 +26,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import pyloudnorm
 
@@ -42,6 +46,7 @@ from avgen_dagster.media.loudness import (
     normalize_loudness,
     true_peak_dbtp,
 )
+from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4
 
 __all__ = [
     "CODEC_HEADROOM_DB",
@@ -49,7 +54,9 @@ __all__ = [
     "MAX_TRUE_PEAK_DBTP",
     "METER_MARGIN_DB",
     "DeliveredAudio",
+    "DeliveredVideo",
     "MasteredAudio",
+    "encode_delivered_mp4",
     "master_for_delivery",
     "measure_delivered_audio",
 ]
@@ -237,3 +244,95 @@ def master_for_delivery(
         if abs(deficit) > 0.2 and norm.after.integrated_lufs >= aim - 0.2:
             aim = min(target_lufs + 0.5, aim + deficit)
     return best[1]  # type: ignore[index]
+
+
+@dataclass(frozen=True)
+class DeliveredVideo:
+    """A deliverable MP4 (:func:`encode_delivered_mp4`) with its audio measured as decoded.
+
+    Attributes:
+        path: the fast-start MP4 written.
+        duration_s: video duration, seconds (``video_frames / fps``).
+        video_frames: frames encoded.
+        audio_duration_s: audio encoded, seconds.
+        fps: frames per second.
+        width: pixels.
+        height: pixels.
+        target_lufs: the loudness target the audio was mastered to, LUFS.
+        delivered: loudness and true peak of the written file's audio, as decoded.
+    """
+
+    path: Path
+    duration_s: float
+    video_frames: int
+    audio_duration_s: float
+    fps: float
+    width: int
+    height: int
+    target_lufs: float
+    delivered: DeliveredAudio
+
+    def video_fields(self) -> dict[str, Any]:
+        """This object's :class:`DeliveredVideo` fields by name (to build a subclass)."""
+        return {f.name: getattr(self, f.name) for f in fields(DeliveredVideo)}
+
+
+def encode_delivered_mp4(
+    frames: Iterable[np.ndarray | av.VideoFrame],
+    fps: float | Fraction,
+    output: Path,
+    mastered: MasteredAudio,
+    *,
+    crf: int = 20,
+    preset: str = "veryfast",
+    gop_s: float = 2.0,
+    audio_bitrate: int = 128_000,
+) -> DeliveredVideo:
+    """Encode a deliverable MP4 with mastered audio, then measure its audio as decoded.
+
+    :func:`avgen_dagster.media.video_io.encode_video_mp4` with a fixed closed GOP, fast
+    start and the mastered samples (at 48 kHz, encoded at ``audio_bitrate``, which must be
+    the bit rate they were mastered for).
+
+    Args:
+        frames: RGB uint8 ``(H, W, 3)`` arrays or ``av.VideoFrame`` s.
+        fps: frames per second.
+        output: destination ``.mp4`` (written atomically).
+        mastered: from :func:`master_for_delivery` at :data:`~avgen_dagster.media.video_io.
+            AUDIO_RATE`.
+        crf: libx264 constant rate factor.
+        preset: libx264 preset.
+        gop_s: keyframe interval, seconds.
+        audio_bitrate: AAC bit rate, bit/s.
+
+    Returns:
+        A :class:`DeliveredVideo`.
+
+    Raises:
+        MediaError: audio not at 48 kHz, bad frames, or an encode failure.
+    """
+    if mastered.sample_rate != AUDIO_RATE:
+        raise MediaError(f"delivered audio must be mastered at {AUDIO_RATE} Hz")
+    encoded = encode_video_mp4(
+        frames,
+        fps,
+        Path(output),
+        audio=mastered.samples,
+        sample_rate=AUDIO_RATE,
+        crf=crf,
+        preset=preset,
+        gop_s=gop_s,
+        faststart=True,
+        audio_bitrate=audio_bitrate,
+    )
+    return DeliveredVideo(
+        path=encoded.path,
+        duration_s=encoded.duration_s,
+        video_frames=encoded.frames,
+        audio_duration_s=encoded.audio_duration_s,
+        fps=encoded.fps,
+        width=encoded.width,
+        height=encoded.height,
+        target_lufs=mastered.target_lufs,
+        delivered=measure_delivered_audio(encoded.path),
+    )

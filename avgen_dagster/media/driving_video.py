@@ -184,8 +184,47 @@ def scan_driving_video(
         container.close()
         raise MediaError(f"{path}: cannot tell the frame rate")
     fps = fps_fraction(Fraction(rate.numerator, rate.denominator))
-    # Per-frame state lives in preallocated numpy arrays (40 bytes a frame), grown by
-    # doubling: no Python object per frame.
+    boxes, pts_arr, (width, height), detect_s = _detect_every_frame(
+        path, container, stream, tracker, detect_max_side
+    )
+    n = boxes.shape[0]
+    detected = np.isfinite(boxes).all(axis=1)
+    segments = segment_faces(detected, max_gap=max_gap, min_face_frames=min_face_frames)
+    return DrivingVideoScan(
+        path=path,
+        fps=fps,
+        width=width,
+        height=height,
+        n_frames=n,
+        pts=pts_arr,
+        detected=detected,
+        boxes=smooth_boxes(boxes, segments, smooth_frames),
+        segments=segments,
+        detect_s=detect_s,
+    )
+
+
+def _detect_every_frame(
+    path: Path,
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    tracker: FaceTracker,
+    detect_max_side: int,
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], float]:
+    """Decode every frame (scaled to ``detect_max_side``) and find its face.
+
+    Per-frame state lives in preallocated numpy arrays (40 bytes a frame), grown by
+    doubling: no Python object per frame.
+
+    Returns:
+        ``(boxes, pts, (width, height), detect_s)``: (N, 4) float64 raw boxes in source px
+        (NaN rows: no face), owned; (N,) int64 time stamps, or ``None`` when some are missing
+        or not increasing (not seekable by time stamp); the frame size; seconds spent
+        detecting.
+
+    Raises:
+        MediaError: a decode error or no frames.
+    """
     cap = max(256, min(int(stream.frames or 0), 1 << 18) + 1)  # header count, if any
     raw = np.full((cap, 4), np.nan)  # (cap, 4) float64 boxes, NaN: no face
     pts = np.zeros(cap, np.int64)
@@ -222,28 +261,10 @@ def scan_driving_video(
         raise MediaError(f"cannot decode driving video {path}: {exc}") from exc
     if n == 0:
         raise MediaError(f"driving video {path} has no frames")
-    boxes = raw[:n].copy()
-    del raw
-    detected = np.isfinite(boxes).all(axis=1)
-    segments = segment_faces(detected, max_gap=max_gap, min_face_frames=min_face_frames)
-    pts_arr: np.ndarray | None = None
-    if has_pts:
-        pts_arr = pts[:n].copy()
-        if pts_arr.size > 1 and not np.all(np.diff(pts_arr) > 0):
-            pts_arr = None  # not seekable by timestamp
-    del pts
-    return DrivingVideoScan(
-        path=path,
-        fps=fps,
-        width=width,
-        height=height,
-        n_frames=n,
-        pts=pts_arr,
-        detected=detected,
-        boxes=smooth_boxes(boxes, segments, smooth_frames),
-        segments=segments,
-        detect_s=detect_s,
-    )
+    pts_arr = pts[:n].copy() if has_pts else None
+    if pts_arr is not None and pts_arr.size > 1 and not np.all(np.diff(pts_arr) > 0):
+        pts_arr = None
+    return raw[:n].copy(), pts_arr, (width, height), detect_s
 
 
 def _grown(a: np.ndarray, cap: int, fill: float) -> np.ndarray:

@@ -36,56 +36,41 @@ from avgen_dagster.media.audio_io import read_wav, resample
 from avgen_dagster.media.crossfade import CrossfadeJoiner
 from avgen_dagster.media.delivery import (
     MAX_TRUE_PEAK_DBTP,
-    DeliveredAudio,
+    DeliveredVideo,
+    MasteredAudio,
+    encode_delivered_mp4,
     master_for_delivery,
-    measure_delivered_audio,
 )
 from avgen_dagster.media.loudness import measure_loudness
 from avgen_dagster.media.stitch import SegmentInfo, output_size, probe_segment
-from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, fps_fraction
+from avgen_dagster.media.video_io import AUDIO_RATE, fps_fraction
 
 __all__ = ["MusicVideoResult", "compose_music_video"]
 
 
 @dataclass(frozen=True)
-class MusicVideoResult:
-    """Result of :func:`compose_music_video`.
+class MusicVideoResult(DeliveredVideo):
+    """Result of :func:`compose_music_video`: the :class:`~avgen_dagster.media.delivery.
+    DeliveredVideo` fields (path, durations, frames, size, loudness target, delivered audio)
+    and:
 
     Attributes:
-        path: the fast-start MP4 written.
-        duration_s: video duration, seconds (``video_frames / fps``).
-        video_frames: frames encoded.
-        audio_duration_s: audio encoded, seconds.
         music_duration_s: the music file's duration, seconds.
         clip_count: distinct input clips.
         clips_used: clip appearances in the sequence (> ``clip_count`` when looped).
         crossfade_frames: frames of each cross-fade (after clamping to half the shortest clip).
         fade_in_s: audio/picture fade-in, seconds.
         fade_out_s: audio/picture fade-out, seconds.
-        fps: frames per second.
-        width: pixels.
-        height: pixels.
         elapsed_s: wall-clock time of the call, seconds.
-        target_lufs: the loudness target the audio was mastered to, LUFS.
-        delivered: loudness and true peak of the written file's audio, as decoded.
     """
 
-    path: Path
-    duration_s: float
-    video_frames: int
-    audio_duration_s: float
     music_duration_s: float
     clip_count: int
     clips_used: int
     crossfade_frames: int
     fade_in_s: float
     fade_out_s: float
-    fps: float
-    width: int
-    height: int
     elapsed_s: float
-    target_lufs: float
-    delivered: DeliveredAudio
 
 
 def _fade_gain(i: int, n: int, fade_in: int, fade_out: int) -> float:
@@ -209,13 +194,7 @@ def compose_music_video(
     start = time.perf_counter()
     if not clips:
         raise MediaError("compose_music_video needs at least one clip")
-    for label, value in (
-        ("crossfade_s", crossfade_s),
-        ("fade_in_s", fade_in_s),
-        ("fade_out_s", fade_out_s),
-    ):
-        if not math.isfinite(value) or value < 0:
-            raise MediaError(f"{label} must be >= 0 seconds, got {value}")
+    _check_seconds(crossfade_s=crossfade_s, fade_in_s=fade_in_s, fade_out_s=fade_out_s)
     rate = fps_fraction(fps)
     samples, sr = read_wav(music)
     if samples.size == 0:
@@ -227,50 +206,70 @@ def compose_music_video(
     d = min(round(crossfade_s * rate), min(s.frames for s in segs) // 2)
     seq = _clip_sequence([s.frames for s in segs], n_frames, d)
 
-    # Audio: faded, exactly as long as the video, mastered at the encoder's rate.
-    n_audio = round(n_frames / rate * sr)
-    pcm = np.zeros(n_audio, np.float32)
-    pcm[: min(n_audio, samples.size)] = samples[:n_audio]
-    pcm *= _fade_curve(n_audio, round(fade_in_s * sr), round(fade_out_s * sr))
-    if target_lufs is None:
-        target_lufs = measure_loudness(samples, sr).integrated_lufs
-    mastered = master_for_delivery(
-        resample(pcm, sr, AUDIO_RATE),
-        AUDIO_RATE,
+    mastered = _mastered_music(
+        samples,
+        sr,
+        n_frames / rate,
+        (fade_in_s, fade_out_s),
         target_lufs=target_lufs,
         max_true_peak_dbtp=max_true_peak_dbtp,
         bitrate=audio_bitrate,
     )
     fades = (round(fade_in_s * rate), round(fade_out_s * rate))
-    encoded = encode_video_mp4(
+    video = encode_delivered_mp4(
         _video_frames(segs, seq, d, n_frames, fades, rate, (width, height)),
         rate,
         Path(output),
-        audio=mastered.samples,
-        sample_rate=AUDIO_RATE,
+        mastered,
         crf=crf,
         preset=preset,
         gop_s=gop_s,
-        faststart=True,
         audio_bitrate=audio_bitrate,
     )
     return MusicVideoResult(
-        path=encoded.path,
-        duration_s=encoded.duration_s,
-        video_frames=encoded.frames,
-        audio_duration_s=encoded.audio_duration_s,
+        **video.video_fields(),
         music_duration_s=music_s,
         clip_count=len(segs),
         clips_used=len(seq),
         crossfade_frames=d,
         fade_in_s=float(fade_in_s),
         fade_out_s=float(fade_out_s),
-        fps=float(rate),
-        width=width,
-        height=height,
         elapsed_s=time.perf_counter() - start,
-        target_lufs=mastered.target_lufs,
-        delivered=measure_delivered_audio(encoded.path),
+    )
+
+
+def _check_seconds(**durations: float) -> None:
+    """Raise MediaError for a duration that is negative or not finite."""
+    for label, value in durations.items():
+        if not math.isfinite(value) or value < 0:
+            raise MediaError(f"{label} must be >= 0 seconds, got {value}")
+
+
+def _mastered_music(
+    samples: np.ndarray,
+    sr: int,
+    duration: Fraction,
+    fades: tuple[float, float],
+    *,
+    target_lufs: float | None,
+    max_true_peak_dbtp: float,
+    bitrate: int,
+) -> MasteredAudio:
+    """The music padded/trimmed to ``duration`` seconds, faded in and out (raised cosine,
+    ``fades`` = (in, out) seconds), at 48 kHz, mastered for the AAC encode (target
+    ``None``: the music's own loudness before the fades)."""
+    n_audio = round(duration * sr)
+    pcm = np.zeros(n_audio, np.float32)
+    pcm[: min(n_audio, samples.size)] = samples[:n_audio]
+    pcm *= _fade_curve(n_audio, round(fades[0] * sr), round(fades[1] * sr))
+    if target_lufs is None:
+        target_lufs = measure_loudness(samples, sr).integrated_lufs
+    return master_for_delivery(
+        resample(pcm, sr, AUDIO_RATE),
+        AUDIO_RATE,
+        target_lufs=target_lufs,
+        max_true_peak_dbtp=max_true_peak_dbtp,
+        bitrate=bitrate,
     )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 
 from avgen_dagster.errors import MediaError
+from avgen_dagster.media.decode import open_media
 
 __all__ = [
     "AudioStreamInfo",
@@ -82,15 +83,6 @@ class MediaInfo:
     av_drift_s: float
 
 
-def _open(path: Path) -> av.container.InputContainer:
-    if not path.is_file():
-        raise MediaError(f"media file not found: {path}")
-    try:
-        return av.open(str(path))
-    except av.FFmpegError as exc:
-        raise MediaError(f"cannot open media file {path} (corrupt or unsupported): {exc}") from exc
-
-
 def _packet_stats(
     container: av.container.InputContainer, stream: av.stream.Stream
 ) -> tuple[int, float]:
@@ -125,7 +117,7 @@ def probe_media(path: Path | str) -> MediaInfo:
             audio.
     """
     path = Path(path)
-    c = _open(path)
+    c = open_media(path)
     try:
         with c:
             vs = c.streams.video[0] if c.streams.video else None
@@ -182,7 +174,7 @@ def keyframe_times(path: Path | str) -> list[float]:
         MediaError: missing/corrupt file or no video stream.
     """
     path = Path(path)
-    c = _open(path)
+    c = open_media(path)
     try:
         with c:
             if not c.streams.video:

@@ -46,11 +46,11 @@ from avgen_dagster.media.crossfade import CrossfadeJoiner, cumulative_round
 from avgen_dagster.media.decode import open_media
 from avgen_dagster.media.delivery import (
     MAX_TRUE_PEAK_DBTP,
-    DeliveredAudio,
+    DeliveredVideo,
+    encode_delivered_mp4,
     master_for_delivery,
-    measure_delivered_audio,
 )
-from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, fps_fraction
+from avgen_dagster.media.video_io import AUDIO_RATE, fps_fraction
 
 __all__ = ["SegmentInfo", "StitchResult", "output_size", "probe_segment", "stitch_segments"]
 
@@ -61,41 +61,25 @@ _DECODE_THREADS_MIN_CORES = 4
 
 
 @dataclass(frozen=True)
-class StitchResult:
-    """Result of :func:`stitch_segments`.
+class StitchResult(DeliveredVideo):
+    """Result of :func:`stitch_segments`: the :class:`~avgen_dagster.media.delivery.
+    DeliveredVideo` fields (path, durations, frames, size, loudness target, delivered audio)
+    and:
 
     Attributes:
-        path: the fast-start MP4 written.
-        duration_s: video duration, seconds (``video_frames / fps``).
         segment_count: number of input segments.
-        video_frames: frames encoded.
-        audio_duration_s: audio duration encoded, seconds.
         crossfade_s: mean cross-fade actually used, seconds (after the whole-frame spread
             and clamping; 0 for one segment).
         crossfade_frames: frames of each of the ``n - 1`` cross-fades.
         crossfade_clamped: True if ``crossfade_s`` was clamped to half the shortest segment.
-        fps: output frame rate, frames per second.
-        width: output width, pixels.
-        height: output height, pixels.
         elapsed_s: wall-clock time of the whole call, seconds.
-        target_lufs: the loudness target the audio was mastered to, LUFS.
-        delivered: loudness and true peak of the written file's audio, as decoded.
     """
 
-    path: Path
-    duration_s: float
     segment_count: int
-    video_frames: int
-    audio_duration_s: float
     crossfade_s: float
     crossfade_frames: tuple[int, ...]
     crossfade_clamped: bool
-    fps: float
-    width: int
-    height: int
     elapsed_s: float
-    target_lufs: float
-    delivered: DeliveredAudio
 
 
 @dataclass(frozen=True)
@@ -282,7 +266,7 @@ def stitch_segments(
     rate = fps_fraction(fps)
     segs = [probe_segment(Path(p), rate) for p in segments]
     wavs = [read_wav(p) for p in audio] if audio is not None else None
-    width, height = output_size(segs[0], size)
+    frame_size = output_size(segs[0], size)  # a bad size fails before any work
     plan = _plan(segs, crossfade_s, rate)
     mastered = master_for_delivery(
         _mix_audio(segs, wavs, plan),
@@ -291,34 +275,24 @@ def stitch_segments(
         max_true_peak_dbtp=max_true_peak_dbtp,
         bitrate=audio_bitrate,
     )
-    encoded = encode_video_mp4(
-        _joined_frames(segs, plan.crossfades, rate, (width, height)),
+    video = encode_delivered_mp4(
+        _joined_frames(segs, plan.crossfades, rate, frame_size),
         rate,
         Path(output),
-        audio=mastered.samples,
-        sample_rate=AUDIO_RATE,
+        mastered,
         crf=crf,
         preset=preset,
         gop_s=gop_s,
-        faststart=True,
         audio_bitrate=audio_bitrate,
     )
     xfs = plan.crossfades
     return StitchResult(
-        path=encoded.path,
-        duration_s=encoded.duration_s,
+        **video.video_fields(),
         segment_count=len(segs),
-        video_frames=encoded.frames,
-        audio_duration_s=encoded.audio_duration_s,
         crossfade_s=float(sum(xfs) / len(xfs) / rate) if xfs else 0.0,
         crossfade_frames=tuple(xfs),
         crossfade_clamped=plan.clamped,
-        fps=float(rate),
-        width=width,
-        height=height,
         elapsed_s=time.perf_counter() - t_start,
-        target_lufs=mastered.target_lufs,
-        delivered=measure_delivered_audio(encoded.path),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = [
     "fps_fraction",
     "read_video_frames",
 ]
+
+T = TypeVar("T")
 
 #: Output audio sample rate, Hz (48 kHz: the MP4/HLS delivery norm, EBU R128 meters).
 AUDIO_RATE = 48_000
@@ -135,11 +138,7 @@ def encode_segment_mp4(
     """
     output = Path(output)
     rate = fps_fraction(fps)
-    it = iter(frames)
-    try:
-        first = next(it)
-    except StopIteration:
-        raise MediaError("encode_segment_mp4 got no frames") from None
+    first, it = _peek(frames, "encode_segment_mp4")
     first = np.asarray(first)
     if first.ndim != 3 or first.shape[2] != 3 or first.shape[0] < 2 or first.shape[1] < 2:
         raise MediaError(f"frames must be RGB arrays of shape (H, W, 3), got {first.shape}")
@@ -257,47 +256,14 @@ def encode_video_mp4(
     """
     output = Path(output)
     rate = fps_fraction(fps)
-    it = iter(frames)
-    try:
-        first = next(it)
-    except StopIteration:
-        raise MediaError("encode_video_mp4 got no frames") from None
-    if isinstance(first, av.VideoFrame):
-        w0, h0 = first.width, first.height
-    else:
-        first = np.asarray(first)
-        if first.ndim != 3 or first.shape[2] != 3 or first.dtype != np.uint8:
-            raise MediaError(
-                f"frames must be RGB uint8 arrays (H, W, 3), got {first.dtype} {first.shape}"
-            )
-        h0, w0 = first.shape[:2]
-    width, height = w0 // 2 * 2, h0 // 2 * 2
-    if width < 2 or height < 2:
-        raise MediaError(f"frames too small to encode: {w0}x{h0}")
+    first, it = _peek(frames, "encode_video_mp4")
+    width, height = _even_size(first)
     pcm: np.ndarray | None = None
     if audio is not None:
         pcm = np.asarray(audio, dtype=np.float32)
         if pcm.ndim != 1:
             raise MediaError(f"audio must be mono of shape (n,), got {pcm.shape}")
-        pcm = np.clip(np.nan_to_num(resample(pcm, sample_rate, AUDIO_RATE)), -1.0, 1.0)
-
-    def to_frame(item: np.ndarray | av.VideoFrame) -> av.VideoFrame:
-        if isinstance(item, av.VideoFrame):
-            vf = item
-        else:
-            arr = np.asarray(item)
-            if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-                raise MediaError(f"frames must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
-            if arr.shape[:2] != (height, width):
-                if arr.shape[0] in (height, height + 1) and arr.shape[1] in (width, width + 1):
-                    arr = arr[:height, :width]
-                else:
-                    vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
-                    return vf.reformat(width, height, "yuv420p")
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
-        if vf.width != width or vf.height != height or vf.format.name != "yuv420p":
-            vf = vf.reformat(width, height, "yuv420p")
-        return vf
+        pcm = resample(pcm, sample_rate, AUDIO_RATE)
 
     count = 0
     audio_out: PcmWriter | None = None
@@ -312,7 +278,7 @@ def encode_video_mp4(
                 stream = add_audio_stream(out, "aac", AUDIO_RATE, audio_bitrate)
                 audio_out = PcmWriter(out, stream, [pcm], pcm.size)
             for item in itertools.chain([first], it):
-                vf = to_frame(item)
+                vf = _to_video_frame(item, width, height)
                 vf.pts, vf.time_base = count, 1 / rate
                 vf.pict_type = av.video.frame.PictureType.NONE
                 out.mux(vs.encode(vf))
@@ -333,3 +299,62 @@ def encode_video_mp4(
         height=height,
         audio_duration_s=audio_out.written / AUDIO_RATE if audio_out is not None else 0.0,
     )
+
+
+def _peek(frames: Iterable[T], who: str) -> tuple[T, Iterator[T]]:
+    """The first frame and an iterator over the rest.
+
+    Raises:
+        MediaError: no frames (``"<who> got no frames"``).
+    """
+    it = iter(frames)
+    try:
+        return next(it), it
+    except StopIteration:
+        raise MediaError(f"{who} got no frames") from None
+
+
+def _even_size(first: np.ndarray | av.VideoFrame) -> tuple[int, int]:
+    """``(width, height)`` of the first frame, rounded down to even.
+
+    Raises:
+        MediaError: not an RGB uint8 array or a video frame, or under 2×2 px.
+    """
+    if isinstance(first, av.VideoFrame):
+        w0, h0 = first.width, first.height
+    else:
+        arr = np.asarray(first)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise MediaError(
+                f"frames must be RGB uint8 arrays (H, W, 3), got {arr.dtype} {arr.shape}"
+            )
+        h0, w0 = arr.shape[:2]
+    width, height = w0 // 2 * 2, h0 // 2 * 2
+    if width < 2 or height < 2:
+        raise MediaError(f"frames too small to encode: {w0}x{h0}")
+    return width, height
+
+
+def _to_video_frame(item: np.ndarray | av.VideoFrame, width: int, height: int) -> av.VideoFrame:
+    """A yuv420p frame of ``width``×``height``: a frame one pixel too large is cropped, any
+    other size rescaled.
+
+    Raises:
+        MediaError: an array that is not RGB uint8 ``(H, W, 3)``.
+    """
+    if isinstance(item, av.VideoFrame):
+        vf = item
+    else:
+        arr = np.asarray(item)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise MediaError(f"frames must be RGB uint8 (H, W, 3), got {arr.dtype} {arr.shape}")
+        if arr.shape[:2] != (height, width):
+            if arr.shape[0] in (height, height + 1) and arr.shape[1] in (width, width + 1):
+                arr = arr[:height, :width]
+            else:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+                return vf.reformat(width, height, "yuv420p")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), "rgb24")
+    if vf.width != width or vf.height != height or vf.format.name != "yuv420p":
+        vf = vf.reformat(width, height, "yuv420p")
+    return vf

@@ -57,27 +57,30 @@ MEL_STEP = 16  #: mel columns per video frame window (0.2 s)
 _BLOCK = 4096  # STFT frames per block (bounds memory on long audio)
 
 
+# Slaney mel scale (Auditory Toolbox): 3 mels per 200 Hz below 1 kHz, then 27 mels per
+# factor 6.4 in frequency.
+_F_SP = 200.0 / 3.0  # Hz per mel, linear part
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney mel scale: linear below 1 kHz (3 mels per 200 Hz), logarithmic above."""
     f = np.asarray(f, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
     return np.where(
-        f >= min_log_hz,
-        min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep,
-        f / f_sp,
+        f >= _MIN_LOG_HZ,
+        _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
+        f / _F_SP,
     )
 
 
 def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_hz_to_mel`."""
     m = np.asarray(m, dtype=np.float64)
-    f_sp = 200.0 / 3.0
-    min_log_hz = 1000.0
-    min_log_mel = min_log_hz / f_sp
-    logstep = np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+    return np.where(
+        m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m
+    )
 
 
 @lru_cache(maxsize=4)
