@@ -140,25 +140,26 @@ def _last_portrait(ctx: ApiContext, user_id: str) -> Upload:
     return Upload(PurePosixPath(uri).name, ctx.tree.read_bytes(uri))
 
 
-def field_at_fault(new: NewRequest) -> str:
-    """Which field intake refused: the first cheap check (in intake's order) that fails."""
-    checks: list[tuple[str, Any]] = [
-        ("prompt" if new.prompt is not None else "script",
+def fields_at_fault(new: NewRequest) -> list[str]:
+    """Which fields intake refused: the first cheap check (in intake's order) that fails
+    (both ``prompt`` and ``script`` when neither or both came); else the face source."""
+    text_fields = [n for n, v in (("prompt", new.prompt), ("script", new.script)) if v is not None]
+    checks: list[tuple[list[str], Any]] = [
+        (text_fields if len(text_fields) == 1 else ["prompt", "script"],
          lambda: check_text(new.prompt, new.script)),
-        ("options", lambda: parse_options(new.options)),
-        ("notify_at", lambda: check_notify_at(new.notify_at)),
-        ("email", lambda: _email(new.email)),
-        ("callback_url", lambda: check_callback(new.callback_url)),
+        (["options"], lambda: parse_options(new.options)),
+        (["notify_at"], lambda: check_notify_at(new.notify_at)),
+        (["email"], lambda: _email(new.email)),
+        (["callback_url"], lambda: check_callback(new.callback_url)),
     ]  # fmt: skip
-    for name, check in checks:
+    for names, check in checks:
         try:
             check()
         except InvalidInputError as exc:
-            if name == "options" and isinstance(exc.__cause__, ValidationError):
-                loc = exc.__cause__.errors()[0]["loc"]
-                return str(loc[0]) if loc else name
-            return name
-    return "portrait"
+            if names == ["options"] and isinstance(exc.__cause__, ValidationError):
+                return [str(e["loc"][0]) for e in exc.__cause__.errors() if e["loc"]] or names
+            return names
+    return ["portrait"]
 
 
 def _email(address: str | None) -> None:
@@ -192,9 +193,8 @@ def take_in(ctx: ApiContext, new: NewRequest) -> str:
     try:
         checked = check_request(new)
     except InvalidInputError as exc:
-        field = field_at_fault(new)
-        raise ApiProblem(422, str(exc), errors=[FieldProblem(field=field, detail=str(exc))],
-                         kind="invalid-input") from exc  # fmt: skip
+        errors = [FieldProblem(field=name, detail=str(exc)) for name in fields_at_fault(new)]
+        raise ApiProblem(422, str(exc), errors=errors, kind="invalid-input") from exc
     return record_request(ctx.db, ctx.tree, checked)
 
 
