@@ -105,8 +105,9 @@ def serve_api(env: AvgenEnv, monkeypatch: pytest.MonkeyPatch, **app_kwargs: obje
 
 @pytest.fixture
 def api(api_settings: AvgenEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[ApiServer]:
-    """The real API app under uvicorn on a free 127.0.0.1 port (short erasure wait)."""
-    server, stop = serve_api(api_settings, monkeypatch, erase_wait_s=5.0)
+    """The real API app under uvicorn on a free 127.0.0.1 port (short erasure wait: these
+    tests' runs have no worker process to stop)."""
+    server, stop = serve_api(api_settings, monkeypatch, erase_wait_s=1.0)
     try:
         yield server
     finally:
