@@ -2,10 +2,11 @@
 
 The audio is read as float32 mono (:func:`~avgen_dagster.media.audio_io.read_wav`) and
 encoded at its own rate when the codec supports it (AAC and MP3 both take 32, 44.1 and
-48 kHz), otherwise resampled to 48 kHz. Before encoding it is mastered for delivery
-(:func:`avgen_dagster.media.delivery.master_for_delivery`): the WAV's loudness (or a given
-target) kept, the true peak limited with codec headroom and checked on a decoded trial
-encode, so the file decodes under the ceiling (−1 dBTP by default).
+48 kHz), otherwise resampled to 48 kHz. It is mastered for delivery
+(:func:`avgen_dagster.media.delivery.master_for_delivery`: the WAV's loudness, or a given
+target, kept; the true peak limited with codec headroom; encoded and the encode decoded and
+measured), and the encode that passed is the file written: it decodes under the ceiling
+(−1 dBTP by default).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from avgen_dagster.errors import MediaError
+from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.media.audio_io import read_wav, resample
-from avgen_dagster.media.audio_stream import encode_pcm
 from avgen_dagster.media.delivery import MAX_TRUE_PEAK_DBTP, master_for_delivery
 
 __all__ = ["encode_audio_file"]
@@ -73,8 +74,11 @@ def encode_audio_file(
         max_true_peak_dbtp=max_true_peak_dbtp,
         codec=codec,
         bitrate=bitrate,
+        container_format=container,
     )
-    encode_pcm(
-        mastered.samples, sr, output, container_format=container, codec=codec, bitrate=bitrate
-    )
+    try:
+        with atomic_path(output) as tmp:
+            tmp.write_bytes(mastered.encoded)  # the encode whose decode was measured
+    except OSError as exc:
+        raise MediaError(f"cannot write {output}: {exc}") from exc
     return output

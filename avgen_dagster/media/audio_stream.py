@@ -1,9 +1,9 @@
 """Mono PCM into a compressed audio stream (AAC-LC or MP3) of an output container (PyAV).
 
-Every encoder in avgen writes its audio through :class:`PcmWriter`, so a track encoded
-for a trial (:func:`roundtrip`) and the same samples encoded into the delivered file go
-through the same frames, time stamps and encoder settings: FFmpeg's encoders are
-deterministic, so both give the same packets and decode to the same samples.
+Every encoder in avgen writes its audio through :class:`PcmWriter` (same frames, time
+stamps and encoder settings everywhere). A delivered track is encoded once, in memory
+(:func:`encode_in_memory`), decoded and measured, and then its packets are muxed as they are
+into the delivered file (:class:`PacketWriter`): what was measured is what is delivered.
 
 AAC settings: FFmpeg's native encoder with ``aac_coder=fast``. Its default coder
 ("twoloop") produced short, audible glitches on loud speech and music: encoding 8 Piper
@@ -32,10 +32,11 @@ from avgen_dagster.media.atomic import atomic_path
 __all__ = [
     "CODEC_OPTIONS",
     "FRAME_SAMPLES",
+    "PacketWriter",
     "PcmWriter",
     "add_audio_stream",
+    "encode_in_memory",
     "encode_pcm",
-    "roundtrip",
 ]
 
 #: Encoder options per codec (see the module docstring for ``aac_coder``).
@@ -92,6 +93,11 @@ class PcmWriter:
         self._rate = int(stream.codec_context.sample_rate)
         self.total = int(total)
         self.written = 0
+
+    @property
+    def seconds(self) -> float:
+        """Audio sent to the encoder so far, seconds."""
+        return self.written / self._rate
 
     def write_until(self, t_end: float | None) -> None:
         """Encode and mux the samples before ``t_end`` seconds (``None``: all of them)."""
@@ -159,47 +165,94 @@ def _encode_into(
         writer.finish()
 
 
-def roundtrip(
+def encode_in_memory(
     pcm: np.ndarray,
     sample_rate: int,
     *,
     codec: str = "aac",
     bitrate: int = 128_000,
     container_format: str = "mp4",
-) -> np.ndarray:
-    """What a listener hears: ``pcm`` encoded in memory and decoded again.
-
-    The container's edit list drops the encoder's priming samples, so sample ``i`` of the
-    result lines up with sample ``i`` of ``pcm``.
+) -> tuple[bytes, np.ndarray]:
+    """Encode ``pcm`` alone into an in-memory file and decode it again: what a listener hears.
 
     Args:
         pcm: float mono ``(n,)``, full scale ±1.0.
         sample_rate: Hz.
         codec: ``"aac"`` or ``"libmp3lame"``.
         bitrate: bit/s.
-        container_format: muxer holding the trial (``"mp4"``; ``"mp3"`` for MP3).
+        container_format: the muxer (``"mp4"``, ``"ipod"``, ``"adts"``, ``"mp3"``).
 
     Returns:
-        float32 ``(n,)``, not clipped (the decoder's overshoot above 1.0 is kept).
+        ``(file_bytes, decoded)``: the encoded file, and its decoded audio as float32 mono,
+        not clipped (a lossy decoder's overshoot above 1.0 is kept). An MP4's edit list or
+        an MP3's LAME header drops the encoder delay, so ``decoded[i]`` lines up with
+        ``pcm[i]``; an ADTS stream keeps AAC's 1024 priming samples in front.
 
     Raises:
-        MediaError: an FFmpeg failure.
+        MediaError: bad codec or bit rate, or an FFmpeg failure.
     """
     x = np.asarray(pcm, dtype=np.float32)
     buffer = io.BytesIO()
     encode_pcm(
         x, sample_rate, buffer, container_format=container_format, codec=codec, bitrate=bitrate
     )
-    buffer.seek(0)
-    out = np.zeros(x.size, np.float32)
-    pos = 0
+    data = buffer.getvalue()
+    chunks: list[np.ndarray] = []
     try:
-        with av.open(buffer, "r") as container:
+        with av.open(io.BytesIO(data), "r") as container:
             for frame in container.decode(audio=0):
-                chunk = frame.to_ndarray().reshape(frame.layout.nb_channels, -1).mean(axis=0)
-                take = min(chunk.size, x.size - pos)
-                out[pos : pos + take] = chunk[:take]
-                pos += take
+                chunks.append(frame.to_ndarray().reshape(frame.layout.nb_channels, -1).mean(0))
     except av.FFmpegError as exc:
         raise MediaError(f"decoding the trial {codec} encode failed: {exc}") from exc
-    return out
+    decoded = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return data, decoded
+
+
+class PacketWriter:
+    """Mux the encoded audio track of an in-memory file into an output container, on demand
+    (no re-encode: the delivered audio is the encoded file's, packet for packet).
+
+    The same interface as :class:`PcmWriter` (:meth:`write_until`, :meth:`finish`,
+    :attr:`seconds`), so an encoder takes either.
+
+    Args:
+        container: the output container.
+        encoded: a file (MP4/M4A) whose first stream is the audio track, e.g. from
+            :func:`encode_in_memory`.
+
+    Raises:
+        MediaError: ``encoded`` is not a readable file with an audio stream.
+    """
+
+    def __init__(self, container: av.container.OutputContainer, encoded: bytes) -> None:
+        try:
+            self._source = av.open(io.BytesIO(encoded), "r")
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot read the encoded audio track: {exc}") from exc
+        if not self._source.streams.audio:
+            self._source.close()
+            raise MediaError("the encoded audio file has no audio stream")
+        stream_in = self._source.streams.audio[0]
+        self._out = container
+        self._stream = container.add_stream_from_template(stream_in)
+        self._packets = (p for p in self._source.demux(stream_in) if p.dts is not None)
+        self._next: av.Packet | None = next(self._packets, None)
+        self.seconds = 0.0
+
+    def write_until(self, t_end: float | None) -> None:
+        """Mux the packets that start before ``t_end`` seconds (``None``: all of them)."""
+        while self._next is not None:
+            packet = self._next
+            start = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
+            if t_end is not None and start >= t_end:
+                return
+            end = start + float((packet.duration or 0) * packet.time_base)
+            self.seconds = max(self.seconds, end)
+            packet.stream = self._stream
+            self._out.mux(packet)
+            self._next = next(self._packets, None)
+
+    def finish(self) -> None:
+        """Mux what is left and close the source."""
+        self.write_until(None)
+        self._source.close()

@@ -10,8 +10,9 @@ the −1 dBTP ceiling (measured here: a stitched talking head read −0.5 dBTP w
   (−2 dBTP for −1), then encode a trial in memory with the delivered file's own encoder
   settings (:func:`avgen_dagster.media.audio_stream.roundtrip`), decode it and measure it;
   if the decoded true peak still passes the ceiling (less the meter margin), normalise
-  again with more headroom. FFmpeg's encoders are deterministic, so the delivered file,
-  encoded from the returned samples with the same settings, decodes to the measured trial.
+  again with more headroom. The encoded trial that passed is what gets delivered: its bytes
+  (an .m4a) or its packets muxed into the video (:func:`encode_delivered_mp4`), so the
+  listener hears exactly what was measured.
 * :func:`measure_delivered_audio` decodes the audio track of a delivered file (MP4, M4A,
   MPEG-TS, an HLS playlist's segments in order) and measures it: integrated loudness
   (ITU-R BS.1770-4 gated) and true peak (BS.1770-4 Annex 2), as asset checks need.
@@ -27,7 +28,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import numpy as np
 import pyloudnorm
 
 from avgen_dagster.errors import MediaError
-from avgen_dagster.media.audio_stream import roundtrip
+from avgen_dagster.media.audio_stream import encode_in_memory
 from avgen_dagster.media.decode import decode_audio
 from avgen_dagster.media.loudness import (
     GATING_BLOCK_S,
@@ -69,7 +70,7 @@ MAX_TRUE_PEAK_DBTP = -1.0
 CODEC_HEADROOM_DB = 1.0
 #: What the decoded trial must keep under the ceiling on our meter, dB (meters differ).
 METER_MARGIN_DB = 0.3
-#: Trial containers per codec (an edit list or a LAME header drops the encoder delay).
+#: Default containers per codec.
 _TRIAL_FORMAT = {"aac": "mp4", "libmp3lame": "mp3"}
 
 
@@ -166,6 +167,10 @@ class MasteredAudio:
         decoded: measurement of the last trial encode, decoded (what the listener gets).
         passes: trial encodes made (1 when the first headroom sufficed).
         headroom_db: distance between the ceiling and the limiter used, dB.
+        encoded: the encoded file whose decode was measured (container
+            ``container_format``): deliver these bytes, or mux its packets into a video
+            (:func:`encode_delivered_mp4`), and the listener gets exactly ``decoded``.
+        container_format: FFmpeg muxer of ``encoded``.
     """
 
     samples: np.ndarray
@@ -174,6 +179,8 @@ class MasteredAudio:
     decoded: LoudnessMeasurement
     passes: int
     headroom_db: float
+    encoded: bytes = field(repr=False)
+    container_format: str = "mp4"
 
 
 def master_for_delivery(
@@ -184,6 +191,7 @@ def master_for_delivery(
     max_true_peak_dbtp: float = MAX_TRUE_PEAK_DBTP,
     codec: str = "aac",
     bitrate: int = 128_000,
+    container_format: str | None = None,
     codec_headroom_db: float = CODEC_HEADROOM_DB,
     max_passes: int = 4,
 ) -> MasteredAudio:
@@ -203,8 +211,10 @@ def master_for_delivery(
         target_lufs: integrated loudness target, LUFS; ``None`` keeps the track's own
             (e.g. a mix of clips already normalised).
         max_true_peak_dbtp: ceiling of the decoded audio, dBTP.
-        codec: ``"aac"`` or ``"libmp3lame"``, as the delivered file will be encoded.
-        bitrate: bit/s, as the delivered file will be encoded.
+        codec: ``"aac"`` or ``"libmp3lame"``.
+        bitrate: bit/s.
+        container_format: muxer of the encoded file (``"ipod"`` for .m4a, ``"adts"``,
+            ``"mp3"``); default ``"mp4"`` for AAC (to mux into a video), ``"mp3"`` for MP3.
         codec_headroom_db: first distance between the ceiling and the limiter, dB.
         max_passes: trial encodes at most.
 
@@ -221,17 +231,20 @@ def master_for_delivery(
         target_lufs = measure_loudness(x, sample_rate).integrated_lufs
     if codec not in _TRIAL_FORMAT:
         raise MediaError(f"unsupported delivery codec {codec!r}; use aac or libmp3lame")
+    container_format = container_format or _TRIAL_FORMAT[codec]
     goal_db = max_true_peak_dbtp - METER_MARGIN_DB
     headroom, aim = codec_headroom_db, target_lufs
     best: tuple[tuple[bool, float], MasteredAudio] | None = None
     for passes in range(1, max_passes + 1):
         norm = normalize_loudness(x, sample_rate, aim, max_true_peak_dbtp - headroom)
         y = norm.samples.astype(np.float32)
-        trial = roundtrip(
-            y, sample_rate, codec=codec, bitrate=bitrate, container_format=_TRIAL_FORMAT[codec]
+        encoded, trial = encode_in_memory(
+            y, sample_rate, codec=codec, bitrate=bitrate, container_format=container_format
         )
         decoded = measure_loudness(trial, sample_rate)
-        result = MasteredAudio(y, sample_rate, target_lufs, decoded, passes, headroom)
+        result = MasteredAudio(
+            y, sample_rate, target_lufs, decoded, passes, headroom, encoded, container_format
+        )
         excess = decoded.true_peak_dbtp - goal_db
         deficit = target_lufs - decoded.integrated_lufs if math.isfinite(target_lufs) else 0.0
         rank = (excess <= 0, -abs(deficit))
@@ -286,50 +299,47 @@ def encode_delivered_mp4(
     crf: int = 20,
     preset: str = "veryfast",
     gop_s: float = 2.0,
-    audio_bitrate: int = 128_000,
 ) -> DeliveredVideo:
     """Encode a deliverable MP4 with mastered audio, then measure its audio as decoded.
 
     :func:`avgen_dagster.media.video_io.encode_video_mp4` with a fixed closed GOP, fast
-    start and the mastered samples (at 48 kHz, encoded at ``audio_bitrate``, which must be
-    the bit rate they were mastered for).
+    start and the mastered track's AAC packets muxed as they are (the audio the trial
+    measured, not a new encode).
 
     Args:
         frames: RGB uint8 ``(H, W, 3)`` arrays or ``av.VideoFrame`` s.
         fps: frames per second.
         output: destination ``.mp4`` (written atomically).
-        mastered: from :func:`master_for_delivery` at :data:`~avgen_dagster.media.video_io.
-            AUDIO_RATE`.
+        mastered: from :func:`master_for_delivery` at 48 kHz
+            (:data:`~avgen_dagster.media.video_io.AUDIO_RATE`) into an MP4.
         crf: libx264 constant rate factor.
         preset: libx264 preset.
         gop_s: keyframe interval, seconds.
-        audio_bitrate: AAC bit rate, bit/s.
 
     Returns:
         A :class:`DeliveredVideo`.
 
     Raises:
-        MediaError: audio not at 48 kHz, bad frames, or an encode failure.
+        MediaError: audio not mastered at 48 kHz into an MP4, bad frames, or an encode
+            failure.
     """
-    if mastered.sample_rate != AUDIO_RATE:
-        raise MediaError(f"delivered audio must be mastered at {AUDIO_RATE} Hz")
+    if mastered.sample_rate != AUDIO_RATE or mastered.container_format != "mp4":
+        raise MediaError(f"a video's audio must be mastered at {AUDIO_RATE} Hz into an MP4")
     encoded = encode_video_mp4(
         frames,
         fps,
         Path(output),
-        audio=mastered.samples,
-        sample_rate=AUDIO_RATE,
+        encoded_audio=mastered.encoded,
         crf=crf,
         preset=preset,
         gop_s=gop_s,
         faststart=True,
-        audio_bitrate=audio_bitrate,
     )
     return DeliveredVideo(
         path=encoded.path,
         duration_s=encoded.duration_s,
         video_frames=encoded.frames,
-        audio_duration_s=encoded.audio_duration_s,
+        audio_duration_s=mastered.samples.size / AUDIO_RATE,
         fps=encoded.fps,
         width=encoded.width,
         height=encoded.height,

@@ -224,7 +224,6 @@ def compose_music_video(
         crf=crf,
         preset=preset,
         gop_s=gop_s,
-        audio_bitrate=audio_bitrate,
     )
     return MusicVideoResult(
         **video.video_fields(),

@@ -283,7 +283,6 @@ def stitch_segments(
         crf=crf,
         preset=preset,
         gop_s=gop_s,
-        audio_bitrate=audio_bitrate,
     )
     xfs = plan.crossfades
     return StitchResult(

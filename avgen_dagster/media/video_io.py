@@ -19,7 +19,7 @@ import numpy as np
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.media.audio_io import iter_resample, resample
-from avgen_dagster.media.audio_stream import PcmWriter, add_audio_stream
+from avgen_dagster.media.audio_stream import PacketWriter, PcmWriter, add_audio_stream
 from avgen_dagster.media.decode import open_media
 
 __all__ = [
@@ -226,6 +226,7 @@ def encode_video_mp4(
     gop_s: float | None = 2.0,
     faststart: bool = True,
     audio_bitrate: int = 128_000,
+    encoded_audio: bytes | None = None,
 ) -> EncodedVideo:
     """Encode frames (and optionally mono audio) into an H.264 MP4, streaming, atomically.
 
@@ -247,17 +248,23 @@ def encode_video_mp4(
         gop_s: keyframe interval, seconds; ``None`` lets x264 choose.
         faststart: move the ``moov`` atom to the front.
         audio_bitrate: AAC bit rate, bits per second.
+        encoded_audio: instead of ``audio``, an in-memory MP4 whose audio track is muxed
+            as it is, packet for packet (no re-encode; e.g.
+            :func:`avgen_dagster.media.audio_stream.encode_in_memory`).
 
     Returns:
         An :class:`EncodedVideo`.
 
     Raises:
-        MediaError: no frames, bad frames or audio, or an encode failure.
+        MediaError: no frames, bad frames or audio (or both ``audio`` and
+            ``encoded_audio``), or an encode failure.
     """
     output = Path(output)
     rate = fps_fraction(fps)
     first, it = _peek(frames, "encode_video_mp4")
     width, height = _even_size(first)
+    if audio is not None and encoded_audio is not None:
+        raise MediaError("give encode_video_mp4 audio samples or an encoded track, not both")
     pcm: np.ndarray | None = None
     if audio is not None:
         pcm = np.asarray(audio, dtype=np.float32)
@@ -266,7 +273,7 @@ def encode_video_mp4(
         pcm = resample(pcm, sample_rate, AUDIO_RATE)
 
     count = 0
-    audio_out: PcmWriter | None = None
+    audio_out: PcmWriter | PacketWriter | None = None
     try:
         options = {"movflags": "+faststart"} if faststart else {}
         with (
@@ -277,6 +284,8 @@ def encode_video_mp4(
             if pcm is not None:
                 stream = add_audio_stream(out, "aac", AUDIO_RATE, audio_bitrate)
                 audio_out = PcmWriter(out, stream, [pcm], pcm.size)
+            elif encoded_audio is not None:
+                audio_out = PacketWriter(out, encoded_audio)
             for item in itertools.chain([first], it):
                 vf = _to_video_frame(item, width, height)
                 vf.pts, vf.time_base = count, 1 / rate
@@ -297,7 +306,7 @@ def encode_video_mp4(
         duration_s=float(count / rate),
         width=width,
         height=height,
-        audio_duration_s=audio_out.written / AUDIO_RATE if audio_out is not None else 0.0,
+        audio_duration_s=audio_out.seconds if audio_out is not None else 0.0,
     )
 
 
