@@ -8,11 +8,11 @@ the −1 dBTP ceiling (measured here: a stitched talking head read −0.5 dBTP w
 * :func:`master_for_delivery` prepares the PCM that goes into the encoder: normalise to the
   loudness target with the true-peak limiter set ``codec_headroom_db`` under the ceiling
   (−2 dBTP for −1), then encode a trial in memory with the delivered file's own encoder
-  settings (:func:`avgen_dagster.media.audio_stream.roundtrip`), decode it and measure it;
-  if the decoded true peak still passes the ceiling (less the meter margin), normalise
-  again with more headroom. The encoded trial that passed is what gets delivered: its bytes
-  (an .m4a) or its packets muxed into the video (:func:`encode_delivered_mp4`), so the
-  listener hears exactly what was measured.
+  settings (:func:`avgen_dagster.media.audio_stream.encode_in_memory`), decode it and
+  measure it; if the decoded true peak still passes the ceiling (less the meter margin),
+  normalise again with more headroom. The encoded trial that passed is what gets
+  delivered: its bytes (an .m4a) or its packets muxed into the video
+  (:func:`encode_delivered_mp4`), so the listener hears exactly what was measured.
 * :func:`measure_delivered_audio` decodes the audio track of a delivered file (MP4, M4A,
   MPEG-TS, an HLS playlist's segments in order) and measures it: integrated loudness
   (ITU-R BS.1770-4 gated) and true peak (BS.1770-4 Annex 2), as asset checks need.
