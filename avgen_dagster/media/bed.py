@@ -25,16 +25,19 @@ Audio is float32 mono ``(n,)`` at full scale ±1.0; rates in Hz; levels in dB / 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pyloudnorm
 
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.media.audio_io import resample
 from avgen_dagster.media.loudness import (
+    ABSOLUTE_GATE_LUFS,
+    GATING_BLOCK_S,
     WEB_TARGET_LUFS,
     LoudnessMeasurement,
-    measure_loudness,
     normalize_loudness,
 )
 
@@ -120,6 +123,19 @@ class BedMix:
     loudness: LoudnessMeasurement
     limiter_gain_db: float
     looped: bool
+
+
+def _integrated_lufs(x: np.ndarray, sample_rate: int) -> float:
+    """BS.1770-4 integrated loudness only (pyloudnorm; no true-peak pass), LUFS.
+
+    ``-inf`` for silence, audio below the -70 LUFS gate or shorter than one 0.4 s block.
+    """
+    if x.size < GATING_BLOCK_S * sample_rate or not np.any(x):
+        return float("-inf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(x.astype(np.float64)))
+    return value if math.isfinite(value) and value >= ABSOLUTE_GATE_LUFS else float("-inf")
 
 
 def _fade(n: int, length: int) -> np.ndarray:
@@ -235,8 +251,8 @@ def ducking_gain_db(
     """
     s = settings or DuckingSettings()
     voice = np.asarray(voice, dtype=np.float32)
-    lufs = measure_loudness(voice, sample_rate).integrated_lufs
-    if voice.size == 0 or not math.isfinite(lufs):
+    lufs = _integrated_lufs(voice, sample_rate)
+    if not math.isfinite(lufs):
         n = -(-voice.size // max(1, sample_rate // CONTROL_RATE_HZ))
         return np.zeros(n), np.zeros(n, bool)
     key = _speech_key(voice, sample_rate, lufs, s)
@@ -256,10 +272,7 @@ def _loudness_where(x: np.ndarray, sr: int, mask: np.ndarray) -> float:
     """Integrated loudness of the samples of ``x`` where ``mask`` (1 kHz) is True, LUFS."""
     hop = sr // CONTROL_RATE_HZ
     full = np.repeat(mask, hop)[: x.size]
-    part = x[: full.size][full]
-    if part.size < 0.4 * sr:
-        return float("-inf")
-    return measure_loudness(part, sr).integrated_lufs
+    return _integrated_lufs(x[: full.size][full], sr)
 
 
 def mix_with_bed(
@@ -293,7 +306,7 @@ def mix_with_bed(
     """
     s = settings or DuckingSettings()
     v = resample(np.asarray(voice, np.float32), voice_rate, sample_rate).astype(np.float32)
-    v_lufs = measure_loudness(v, sample_rate).integrated_lufs if v.size else float("-inf")
+    v_lufs = _integrated_lufs(v, sample_rate)
     if not math.isfinite(v_lufs):
         raise InvalidInputError("the narration is empty or silent: nothing to mix a bed under")
     gain_db, key = ducking_gain_db(v, sample_rate, s)
@@ -307,7 +320,7 @@ def mix_with_bed(
             m, sample_rate, v.size, crossfade_s=s.loop_crossfade_s,
             fade_in_s=s.fade_in_s, fade_out_s=s.fade_out_s,
         )  # fmt: skip
-        m_lufs = measure_loudness(fitted, sample_rate).integrated_lufs
+        m_lufs = _integrated_lufs(fitted, sample_rate)
         if math.isfinite(m_lufs):
             bed_gain_db = v_lufs - s.bed_lu_below_voice + s.duck_depth_db - m_lufs
             t_ctrl = np.arange(gain_db.size) / CONTROL_RATE_HZ

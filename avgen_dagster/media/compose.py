@@ -42,8 +42,8 @@ from avgen_dagster.media.captions import (
 from avgen_dagster.media.decode import read_audio_track
 from avgen_dagster.media.faces import FaceLandmarker, default_landmarker
 from avgen_dagster.media.framing import FaceAnchor, Framer, format_size, plan_framing
-from avgen_dagster.media.hls_ladder import RenditionEncoder, ladder_for, to_yuv420_frame
 from avgen_dagster.media.probe import is_faststart, probe_media
+from avgen_dagster.media.rungs import LadderEncoder, ladder_for, to_yuv420_frame
 from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, read_video_frames
 from avgen_dagster.media.words import WordTiming
 
@@ -253,29 +253,23 @@ class _Compositor:
 
 
 def _frames(
-    talking_head: Path, compositor: _Compositor, tees: Sequence[RenditionEncoder], gop: int
+    talking_head: Path, compositor: _Compositor, ladder: LadderEncoder | None, gop: int
 ) -> Iterator[av.VideoFrame]:
-    """Composed frames as yuv420p, each also pushed to the rendition encoders."""
+    """Composed frames as yuv420p, each also handed to the lower rungs' encoders."""
     for i, frame in enumerate(read_video_frames(talking_head)):
         yuv = to_yuv420_frame(compositor.frame(i, frame))
-        for enc in tees:  # scaled by swscale on yuv420p (area filter): ~1 ms a rung
-            enc.add(yuv, keyframe=i % gop == 0)
+        if ladder is not None:
+            ladder.add(yuv, keyframe=i % gop == 0)
         yield yuv
 
 
-def _open_tees(
+def _open_ladder(
     ladder_dir: Path | None, w: int, h: int, fps: float, opts: ComposeOptions
-) -> list[RenditionEncoder]:
+) -> LadderEncoder | None:
     if ladder_dir is None:
-        return []
-    ladder_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        RenditionEncoder(
-            s, ladder_dir / f"{s.name}.mp4", fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s
-        )
-        for s in ladder_for(w, h)
-        if (s.width, s.height) != (w, h)
-    ]
+        return None
+    rungs = [s for s in ladder_for(w, h) if (s.width, s.height) != (w, h)]
+    return LadderEncoder(rungs, ladder_dir, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s)
 
 
 def _mix(talking_head: Path, music: Path | None, options: ComposeOptions) -> BedMix:
@@ -331,7 +325,7 @@ def _broll_plan(
         side = round(_INSET_FRAC * min(w, h)) // 2 * 2
         sh, sw = src.first.shape[:2]
         iplan = plan_framing(sw, sh, side, round(side * 1.25) // 2 * 2, src.anchor,
-                             eye_line=0.4, face_height_frac=0.45)  # fmt: skip
+                             eye_line=0.4, face_height_frac=0.5, crop_to_face=True)  # fmt: skip
         inset = Framer(iplan, fill="blur")
     return cutaways, sources, inset
 
@@ -397,17 +391,17 @@ def compose_final_video(
     mixed = _mix(src.path, Path(music) if music is not None else None, opts)
     compositor = _Compositor(Framer(plan), inset, cutaways, sources, renderer, src.fps)
     gop = max(1, round(opts.gop_s * src.fps))
-    tees = _open_tees(Path(ladder_dir) if ladder_dir is not None else None, w, h, src.fps, opts)
+    ladder = _open_ladder(Path(ladder_dir) if ladder_dir else None, w, h, src.fps, opts)
     try:
         encoded = encode_video_mp4(
-            _frames(src.path, compositor, tees, gop), src.fps, output, audio=mixed.mix,
+            _frames(src.path, compositor, ladder, gop), src.fps, output, audio=mixed.mix,
             sample_rate=mixed.sample_rate, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s,
             faststart=True, audio_bitrate=opts.audio_bitrate,
         )  # fmt: skip
-        rungs = {enc.spec.name: enc.close() for enc in tees}
+        rungs = ladder.close() if ladder is not None else {}
     except BaseException:
-        for enc in tees:
-            enc.abort()
+        if ladder is not None:
+            ladder.abort()
         raise
     finally:
         for s in sources:

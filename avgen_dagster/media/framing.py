@@ -158,6 +158,7 @@ def plan_framing(
     face_height_frac: float = 0.3,
     max_upscale: float = 6.0,
     max_headroom_fill: float = 0.15,
+    crop_to_face: bool = False,
 ) -> FramingPlan:
     """Choose the scale and offset framing a ``src_w``×``src_h`` source in ``out_w``×``out_h``.
 
@@ -184,6 +185,8 @@ def plan_framing(
         face_height_frac: target face height as a fraction of the output height.
         max_upscale: largest scale allowed in ``face`` mode.
         max_headroom_fill: largest gap above the source, as a fraction of the output height.
+        crop_to_face: in ``face`` mode, let the face size crop more than cover (a close-up,
+            e.g. a picture-in-picture inset).
 
     Returns:
         A :class:`FramingPlan`.
@@ -208,7 +211,8 @@ def plan_framing(
     else:
         assert anchor is not None
         wanted = face_height_frac * out_h / max(anchor.face_height, 1.0)
-        scale = max(contain, min(cover, wanted, max(max_upscale, contain)))
+        limit = max(max_upscale, contain)
+        scale = max(contain, min(wanted, limit) if crop_to_face else min(cover, wanted, limit))
         # zoom in further when the eyes sit too low in the picture to reach the line
         reach = (1.0 - eye_line) * out_h / max(src_h - anchor.eye_y, 1.0)
         scale = max(scale, min(reach, max(max_upscale, contain)))
@@ -319,7 +323,7 @@ class Framer:
         """The fill at 1/8 size, blurred (and dimmed in ``blur`` mode)."""
         if self.fill_mode == "extend":
             small = cv2.warpAffine(
-                frame, self._small_matrix, self._small, flags=cv2.INTER_AREA,
+                frame, self._small_matrix, self._small, flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_REPLICATE,
             )  # fmt: skip
         else:

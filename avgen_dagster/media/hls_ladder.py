@@ -37,11 +37,9 @@ import heapq
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import m3u8
 import numpy as np
 import webvtt
@@ -50,154 +48,20 @@ from m3u8.model import M3U8, Media, Playlist, Segment
 from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.atomic import atomic_dir
 from avgen_dagster.media.probe import keyframe_times, probe_media
-from avgen_dagster.media.video_io import fps_fraction
+from avgen_dagster.media.rungs import LadderEncoder, RenditionSpec, ladder_for
 
 __all__ = [
     "HlsLadderResult",
     "Rendition",
-    "RenditionEncoder",
     "RenditionSpec",
     "build_hls_ladder",
     "ladder_for",
-    "to_yuv420_frame",
 ]
 
 MASTER_NAME = "master.m3u8"
 PLAYLIST_NAME = "index.m3u8"
 SUBTITLE_GROUP = "subs"
-_SHORT_SIDES = (1080, 720, 360)
 _TS_CLOCK = 90_000
-
-
-@dataclass(frozen=True)
-class RenditionSpec:
-    """One rung of the ladder.
-
-    Attributes:
-        name: folder and label, e.g. ``"720p"`` (the short side).
-        width: pixels (even).
-        height: pixels (even).
-    """
-
-    name: str
-    width: int
-    height: int
-
-
-def ladder_for(
-    width: int, height: int, short_sides: Sequence[int] = _SHORT_SIDES
-) -> list[RenditionSpec]:
-    """Renditions of a ``width``×``height`` picture with the given short sides (largest first).
-
-    The long side keeps the aspect ratio, rounded to even pixels; short sides larger than the
-    source's are skipped (no upscaled rungs).
-    """
-    short, long_ = min(width, height), max(width, height)
-    out = []
-    for s in sorted(set(short_sides), reverse=True):
-        if s > short:
-            continue
-        other = round(long_ * s / short / 2) * 2
-        w, h = (s, other) if width <= height else (other, s)
-        out.append(RenditionSpec(f"{s}p", w, h))
-    return out
-
-
-def to_yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
-    """An RGB uint8 ``(H, W, 3)`` frame (even sides) as a yuv420p ``VideoFrame``.
-
-    OpenCV's I420 conversion (ITU-R BT.601, limited range, the same values as FFmpeg's
-    default ``rgb24 -> yuv420p`` swscale conversion), several times faster.
-    """
-    return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), "yuv420p")
-
-
-class RenditionEncoder:
-    """Encodes one rendition's video (no audio) into an MP4 as frames are pushed.
-
-    Args:
-        spec: the rung (output size).
-        path: destination MP4 (video only; :func:`build_hls_ladder` adds the audio).
-        fps: frame rate.
-        crf: libx264 constant rate factor.
-        preset: libx264 preset.
-        gop_s: keyframe interval, s (fixed, closed).
-
-    Raises:
-        MediaError: the encoder cannot be opened.
-    """
-
-    def __init__(
-        self,
-        spec: RenditionSpec,
-        path: Path,
-        fps: float | Fraction,
-        *,
-        crf: int = 20,
-        preset: str = "veryfast",
-        gop_s: float = 2.0,
-    ) -> None:
-        self.spec, self.path, self.frames = spec, Path(path), 0
-        rate = fps_fraction(fps)
-        gop = max(1, round(gop_s * rate))
-        try:
-            self._out = av.open(str(self.path), "w", format="mp4")
-            self._vs = self._out.add_stream("libx264", rate=rate)
-        except av.FFmpegError as exc:
-            raise MediaError(f"cannot open the {spec.name} encoder: {exc}") from exc
-        self._vs.width, self._vs.height, self._vs.pix_fmt = spec.width, spec.height, "yuv420p"
-        self._vs.options = {
-            "crf": str(crf),
-            "preset": preset,
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:forced-idr=1",
-        }
-        self._vs.codec_context.thread_count = 0
-        self._vs.codec_context.thread_type = "FRAME"
-        self._vs.time_base = 1 / rate
-        self._rate = rate
-
-    def _scaled(self, frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
-        w, h = self.spec.width, self.spec.height
-        if isinstance(frame, av.VideoFrame):
-            return frame.reformat(w, h, "yuv420p", interpolation="AREA")
-        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-        return to_yuv420_frame(small)
-
-    def add(self, frame: np.ndarray | av.VideoFrame, keyframe: bool = False) -> None:
-        """Encode the next frame (any size: it is scaled to the rung).
-
-        Args:
-            frame: RGB uint8 ``(H, W, 3)`` or a decoded ``VideoFrame``.
-            keyframe: force an IDR frame here (the source had one).
-
-        Raises:
-            MediaError: the encoder fails.
-        """
-        vf = self._scaled(frame)
-        vf.pts, vf.time_base = self.frames, 1 / self._rate
-        vf.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
-        try:
-            self._out.mux(self._vs.encode(vf))
-        except av.FFmpegError as exc:
-            raise MediaError(f"encoding the {self.spec.name} rendition failed: {exc}") from exc
-        self.frames += 1
-
-    def close(self) -> Path:
-        """Flush and close; returns the MP4's path.
-
-        Raises:
-            MediaError: the encoder fails while flushing.
-        """
-        try:
-            self._out.mux(self._vs.encode(None))
-            self._out.close()
-        except av.FFmpegError as exc:
-            raise MediaError(f"finishing the {self.spec.name} rendition failed: {exc}") from exc
-        return self.path
-
-    def abort(self) -> None:
-        """Close without flushing (after an error elsewhere)."""
-        self._out.close()
 
 
 @dataclass(frozen=True)
@@ -271,22 +135,17 @@ def _encode_missing(
     gop_s: float,
 ) -> dict[str, Path]:  # fmt: skip
     """Decode ``mp4`` once and encode every spec in ``specs`` from it (IDR where it has one)."""
-    encoders = [
-        RenditionEncoder(s, folder / f"{s.name}.mp4", fps, crf=crf, preset=preset, gop_s=gop_s)
-        for s in specs
-    ]
+    ladder = LadderEncoder(specs, folder, fps, crf=crf, preset=preset, gop_s=gop_s)
     try:
         with av.open(str(mp4)) as src:
             stream = src.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in src.decode(stream):
-                for enc in encoders:
-                    enc.add(frame, keyframe=frame.key_frame)
+                ladder.add(frame, keyframe=frame.key_frame)
     except BaseException:
-        for enc in encoders:
-            enc.abort()
+        ladder.abort()
         raise
-    return {enc.spec.name: enc.close() for enc in encoders}
+    return ladder.close()
 
 
 def _packets(path: Path, kind: str) -> Iterator[tuple[float, av.Packet]]:

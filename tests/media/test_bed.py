@@ -3,6 +3,7 @@ on target after an AAC encode and decode (ffmpeg's own ebur128 meter)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import subprocess
@@ -87,7 +88,7 @@ def test_bed_is_ducked_under_speech_by_more_than_10_db(narration) -> None:
     spoken = np.zeros(mix.bed.size, bool)
     for w in words:
         spoken[round(w.start_s * sr) : round(w.end_s * sr)] = True
-    gaps = [(b.start_s - a.end_s, a.end_s) for a, b in zip(words, words[1:], strict=False)]
+    gaps = [(b.start_s - a.end_s, a.end_s) for a, b in itertools.pairwise(words)]
     first_end = max(gaps)[1]  # the end of the first sentence: the long pause follows
     pause = slice(round((first_end + 1.2) * sr), round((first_end + PAUSE_S - 0.1) * sr))
     under_speech, in_pause = _db(mix.bed[spoken]), _db(mix.bed[pause])

@@ -112,6 +112,8 @@ def test_upscale_factor_follows_the_fit() -> None:
     # eyes low in the picture: zoom until they reach the third line: (2/3 * 1080) / (512 - 300)
     low = plan_framing(512, 512, 1080, 1080, FaceAnchor(256, 300, 100))
     assert low.upscale_factor == pytest.approx(720 / 212) and low.eye_y_out == pytest.approx(360)
+    close = plan_framing(512, 512, 400, 500, FaceAnchor(256, 200, 100), crop_to_face=True)
+    assert close.upscale_factor == pytest.approx(0.3 * 500 / 100) and close.covers
     capped = plan_framing(512, 512, 1080, 1920, FaceAnchor(256, 200, 10), max_upscale=3.0)
     assert capped.upscale_factor == pytest.approx(3.0)
     down = plan_framing(3840, 2160, 1920, 1080, None, fit="cover")

@@ -1,0 +1,289 @@
+"""Encoding the lower rungs of an HLS ladder: sizes, scaling, libx264 with aligned GOPs.
+
+A rung keeps the delivered format's aspect ratio with a short side of 1080, 720 or 360 px
+(1080×1920, 720×1280, 360×640 for vertical). Every rung is encoded with the same CRF,
+preset and fixed closed GOP (``keyint = min-keyint``, no scene cut, ``open-gop=0``, IDR
+forced where the source has a keyframe), so keyframes fall on the same times in all of
+them (Apple HLS authoring spec: aligned IDR frames across variants). Scaling is swscale's
+area filter on yuv420p (each rung from the one above) or OpenCV's area resize for RGB.
+
+Frames are RGB ``uint8`` ``(H, W, 3)`` or PyAV ``VideoFrame`` s; sizes in pixels; times in s.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from avgen_dagster.errors import MediaError
+from avgen_dagster.media.video_io import fps_fraction
+
+__all__ = [
+    "LadderEncoder",
+    "RenditionEncoder",
+    "RenditionSpec",
+    "ladder_for",
+    "to_yuv420_frame",
+]
+
+_SHORT_SIDES = (1080, 720, 360)
+
+
+@dataclass(frozen=True)
+class RenditionSpec:
+    """One rung of the ladder.
+
+    Attributes:
+        name: folder and label, e.g. ``"720p"`` (the short side).
+        width: pixels (even).
+        height: pixels (even).
+    """
+
+    name: str
+    width: int
+    height: int
+
+
+def ladder_for(
+    width: int, height: int, short_sides: Sequence[int] = _SHORT_SIDES
+) -> list[RenditionSpec]:
+    """Renditions of a ``width``×``height`` picture with the given short sides (largest first).
+
+    The long side keeps the aspect ratio, rounded to even pixels; short sides larger than the
+    source's are skipped (no upscaled rungs).
+    """
+    short, long_ = min(width, height), max(width, height)
+    out = []
+    for s in sorted(set(short_sides), reverse=True):
+        if s > short:
+            continue
+        other = round(long_ * s / short / 2) * 2
+        w, h = (s, other) if width <= height else (other, s)
+        out.append(RenditionSpec(f"{s}p", w, h))
+    return out
+
+
+def to_yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
+    """An RGB uint8 ``(H, W, 3)`` frame (even sides) as a yuv420p ``VideoFrame``.
+
+    OpenCV's I420 conversion (ITU-R BT.601, limited range, the same values as FFmpeg's
+    default ``rgb24 -> yuv420p`` swscale conversion), several times faster.
+    """
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), "yuv420p")
+
+
+class RenditionEncoder:
+    """Encodes one rendition's video (no audio) into an MP4 as frames are pushed.
+
+    Args:
+        spec: the rung (output size).
+        path: destination MP4 (video only; :func:`build_hls_ladder` adds the audio).
+        fps: frame rate.
+        crf: libx264 constant rate factor.
+        preset: libx264 preset.
+        gop_s: keyframe interval, s (fixed, closed).
+        threads: libx264 threads (0 = automatic frame threads; 1 = in the calling thread).
+
+    Raises:
+        MediaError: the encoder cannot be opened.
+    """
+
+    def __init__(
+        self,
+        spec: RenditionSpec,
+        path: Path,
+        fps: float | Fraction,
+        *,
+        crf: int = 20,
+        preset: str = "veryfast",
+        gop_s: float = 2.0,
+        threads: int = 0,
+    ) -> None:
+        self.spec, self.path, self.frames = spec, Path(path), 0
+        rate = fps_fraction(fps)
+        gop = max(1, round(gop_s * rate))
+        try:
+            self._out = av.open(str(self.path), "w", format="mp4")
+            self._vs = self._out.add_stream("libx264", rate=rate)
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot open the {spec.name} encoder: {exc}") from exc
+        self._vs.width, self._vs.height, self._vs.pix_fmt = spec.width, spec.height, "yuv420p"
+        self._vs.options = {
+            "crf": str(crf),
+            "preset": preset,
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:forced-idr=1",
+        }
+        self._vs.codec_context.thread_count = threads
+        self._vs.codec_context.thread_type = "FRAME"
+        self._vs.time_base = 1 / rate
+        self._rate = rate
+
+    def scaled(self, frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
+        """``frame`` as a yuv420p frame of the rung's size (swscale area filter for
+        ``VideoFrame`` s; OpenCV area resize + I420 conversion for RGB arrays)."""
+        return self._scaled(frame)
+
+    def _scaled(self, frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
+        w, h = self.spec.width, self.spec.height
+        if isinstance(frame, av.VideoFrame):
+            return frame.reformat(w, h, "yuv420p", interpolation="AREA")
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+        return to_yuv420_frame(small)
+
+    def add(self, frame: np.ndarray | av.VideoFrame, keyframe: bool = False) -> av.VideoFrame:
+        """Encode the next frame (any size: it is scaled to the rung).
+
+        Args:
+            frame: RGB uint8 ``(H, W, 3)`` or a decoded ``VideoFrame``.
+            keyframe: force an IDR frame here (the source had one).
+
+        Returns:
+            The scaled yuv420p frame that was encoded (a smaller rung can be scaled from it).
+
+        Raises:
+            MediaError: the encoder fails.
+        """
+        vf = self._scaled(frame)
+        self.encode(vf, keyframe)
+        return vf
+
+    def encode(self, vf: av.VideoFrame, keyframe: bool = False) -> None:
+        """Encode a frame already at the rung's size and in yuv420p (see :meth:`scaled`).
+
+        Raises:
+            MediaError: the encoder fails.
+        """
+        vf.pts, vf.time_base = self.frames, 1 / self._rate
+        vf.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        try:
+            self._out.mux(self._vs.encode(vf))
+        except av.FFmpegError as exc:
+            raise MediaError(f"encoding the {self.spec.name} rendition failed: {exc}") from exc
+        self.frames += 1
+
+    def close(self) -> Path:
+        """Flush and close; returns the MP4's path.
+
+        Raises:
+            MediaError: the encoder fails while flushing.
+        """
+        try:
+            self._out.mux(self._vs.encode(None))
+            self._out.close()
+        except av.FFmpegError as exc:
+            raise MediaError(f"finishing the {self.spec.name} rendition failed: {exc}") from exc
+        return self.path
+
+    def abort(self) -> None:
+        """Close without flushing (after an error elsewhere)."""
+        self._out.close()
+
+
+class LadderEncoder:
+    """Encodes several rungs from the same frames, each rung in its own worker thread.
+
+    The caller's thread scales each frame down the ladder (largest rung first, each from the
+    one before: swscale's area filter on yuv420p); each rung's libx264 runs single-threaded in
+    its own thread (PyAV releases the GIL while encoding), fed through a short queue. On a
+    busy machine this costs much less CPU than libx264's frame threads in every encoder, and
+    on an idle one the rungs still run beside the caller's work.
+
+    Args:
+        specs: the rungs.
+        folder: where ``<rung>.mp4`` (video only) are written.
+        fps: frame rate.
+        crf: libx264 CRF.
+        preset: libx264 preset.
+        gop_s: keyframe interval, s.
+
+    Raises:
+        MediaError: an encoder cannot be opened.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[RenditionSpec],
+        folder: Path,
+        fps: float | Fraction,
+        *,
+        crf: int = 20,
+        preset: str = "veryfast",
+        gop_s: float = 2.0,
+    ) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ordered = sorted(specs, key=lambda s: s.width * s.height, reverse=True)
+        self.encoders = [
+            RenditionEncoder(
+                s, folder / f"{s.name}.mp4", fps, crf=crf, preset=preset, gop_s=gop_s, threads=1
+            )
+            for s in ordered
+        ]
+        self._queues: list[queue.Queue[tuple[av.VideoFrame, bool] | None]] = [
+            queue.Queue(maxsize=4) for _ in self.encoders
+        ]
+        self._errors: list[BaseException] = []
+        self._threads = [
+            threading.Thread(target=self._work, args=(enc, q), daemon=True)
+            for enc, q in zip(self.encoders, self._queues, strict=True)
+        ]
+        for th in self._threads:
+            th.start()
+
+    def _work(
+        self, enc: RenditionEncoder, q: queue.Queue[tuple[av.VideoFrame, bool] | None]
+    ) -> None:
+        while (item := q.get()) is not None:
+            if not self._errors:
+                try:
+                    enc.encode(*item)
+                except BaseException as exc:  # handed to the caller's thread
+                    self._errors.append(exc)
+
+    def add(self, frame: np.ndarray | av.VideoFrame, keyframe: bool = False) -> None:
+        """Scale ``frame`` for every rung and queue it (blocks when a rung falls behind).
+
+        Raises:
+            MediaError: a rung failed earlier.
+        """
+        if self._errors:
+            raise self._errors[0]
+        scaled, src = [], frame
+        for enc in self.encoders:
+            src = enc.scaled(src)
+            scaled.append(src)
+        for q, vf in zip(self._queues, scaled, strict=True):
+            q.put((vf, keyframe))
+
+    def _join(self) -> None:
+        for q in self._queues:
+            q.put(None)
+        for th in self._threads:
+            th.join()
+
+    def close(self) -> dict[str, Path]:
+        """Finish every rung; returns rung name -> MP4.
+
+        Raises:
+            MediaError: a rung failed.
+        """
+        self._join()
+        if self._errors:
+            self.abort()
+            raise self._errors[0]
+        return {enc.spec.name: enc.close() for enc in self.encoders}
+
+    def abort(self) -> None:
+        """Stop and close without flushing (after an error elsewhere)."""
+        if any(th.is_alive() for th in self._threads):
+            self._errors.append(MediaError("ladder encoding aborted"))
+            self._join()
+        for enc in self.encoders:
+            enc.abort()
