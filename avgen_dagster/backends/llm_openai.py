@@ -22,7 +22,6 @@ the model: unreachable, time-out, 401/403 (API key), 404 (unknown model or wrong
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Iterator
 from typing import Any, Literal
@@ -38,8 +37,6 @@ __all__ = [
     "OpenAIChatBackend",
     "error_message",
 ]
-
-_LOG = logging.getLogger(__name__)
 
 ENV_BASE_URL = "AVGEN_LLM_BASE_URL"
 """Environment variable: the endpoint's base URL; setting it selects this backend."""

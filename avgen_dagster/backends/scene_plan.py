@@ -15,11 +15,13 @@ music of a request:
   validated, and an invalid answer is sent back with the validation error for a corrected
   one, at most ``attempts`` times (bounded repair loop), then :class:`BackendError` naming
   the model and the last error. Any other writer (the embedded SmolLM2) writes the
-  narration only and the visuals are derived as for a script: SmolLM2-135M asked for the
-  JSON plan is slower (the plan is ~2.5× the narration's tokens) and its narration worse;
-  no constrained-decoding library installs and runs with transformers 5 here without
-  caveats (lm-format-enforcer 0.11.3's transformers integration fails to import under
-  transformers 5; outlines 1.3.3 works but compiled even a two-field schema for 43 s).
+  narration only and the visuals are derived as for a script. Why not a constrained JSON
+  plan from SmolLM2-135M (measured here, on the shared 2-core machine): a plan's JSON is
+  4–6× the narration's tokens (SmolLM2 tokenizer, plans of the benchmark's narrations), so
+  4–6× the generation time against a 15 s budget; lm-format-enforcer 0.11.3's transformers
+  integration does not import under transformers 5; outlines 1.3.3 runs with transformers
+  5 but compiled a two-field schema (title, mood) in 43 s and had not finished compiling
+  the :class:`ScenePlan` schema after 13 minutes.
 
 Limits: a plan's narration must have words (empty → error) and at most
 ``max_words × (1 + WORD_TOLERANCE)`` words when a limit is given (validation context

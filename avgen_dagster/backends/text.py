@@ -13,14 +13,22 @@ Three backends implement :class:`ScriptWriter`:
   chat endpoint (Ollama, vLLM, llama.cpp's server, LM Studio, OpenAI).
 
 How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measured by
-``benchmarks/script_quality.py`` on the 30 prompts of ``benchmarks/prompts/``): a short
-narrator system prompt with the topic in the user turn; sampled candidates (temperature
-0.6, top-p 0.9, repetition penalty 1.1, no repeated 4-grams... see :class:`WriterSettings`)
-generated one after another until one is acceptable (:mod:`~avgen_dagster.backends.
-script_quality`: on-topic, length within ±15 %, no repeated sentence, no list run, no
-chatter), else the best-ranked; each candidate loses its chatter and repeated sentences and
-is cut to whole sentences within ``max_words``; generation stops as soon as enough words
-exist. :data:`BASELINE` keeps the previous settings so the benchmark can compare.
+``benchmarks/script_quality.py`` on the 30 prompts of ``benchmarks/prompts/``):
+
+- prompting: a teacher persona in the system turn and the user's own question in the user
+  turn; an audience phrase ("to a curious ten-year-old") moves to the system turn as "use
+  simple words" (:func:`split_audience`);
+- decoding: the first candidate greedy, later ones sampled (temperature 0.4, top-p 0.9), all
+  with repetition penalty 1.1 and no repeated 4-gram; end-of-text suppressed until ~80 % of
+  the words exist, generation stopped once ``max_words`` plus a margin exist; one torch
+  thread for a small model (:func:`~avgen_dagster.backends.llm_local.torch_threads`);
+- reranking: up to 3 candidates, one after another, until one passes every check of
+  :mod:`~avgen_dagster.backends.script_quality` (on-topic, length within ±15 %, no
+  repeated sentence, no list run, no chatter), else the lowest penalty;
+- polishing (:func:`polish_narration`): chatter and repeated sentences removed, an
+  unfinished sentence dropped, whole sentences kept within ``max_words``.
+
+:data:`BASELINE` keeps the previous settings so the benchmark can compare.
 """
 
 from __future__ import annotations
