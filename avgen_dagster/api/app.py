@@ -1,9 +1,10 @@
 """The one HTTP service: ``/v1/…`` (FastAPI) and the signed media URLs, in one ASGI app.
 
 ``create_api_app()`` builds it from the environment (``avgen serve-api``, ``make serve``):
-the API routes first, then the media server's routes (``/media/<token>/<path>``,
-``/healthz``; :func:`avgen_dagster.media_server.create_app`, mounted as it is) for everything
-else. OpenAPI 3.1 at ``/openapi.json``, interactive docs at ``/docs``.
+the API routes, then the media server's routes as they are (``/media/<token>/<path>``,
+``/healthz``; :func:`avgen_dagster.media_server.create_app`). An unknown path answers 404 and
+an unsupported method 405 (with ``Allow``), both as problems. OpenAPI 3.1 at
+``/openapi.json``, interactive docs at ``/docs``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
 
 from avgen_dagster.api.context import ApiContext
 from avgen_dagster.api.limits import MAX_FORM_BYTES, BodySizeLimit, BodyTooLarge
@@ -67,6 +69,7 @@ def create_api_app(
     secret: str | None = None,
     max_form_bytes: int = MAX_FORM_BYTES,
     erase_wait_s: float = 30.0,
+    max_wait_s: float = 600.0,
 ) -> FastAPI:
     """The API + media app (defaults from the environment, see :mod:`avgen_dagster.settings`).
 
@@ -83,6 +86,7 @@ def create_api_app(
         secret=secret or secret_key(settings),
         public_url=settings.media_url.rstrip("/"),
         erase_wait_s=erase_wait_s,
+        max_wait_s=max_wait_s,
     )
     LIMITS.every_call = settings.api_rate_limit
     LIMITS.submissions = settings.api_submit_rate_limit
@@ -103,12 +107,10 @@ def create_api_app(
     app.include_router(routes.router)
     app.include_router(music.router)
 
-    @app.api_route("/v1/{rest:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)  # fmt: skip
-    async def _unknown(request: Request, rest: str) -> JSONResponse:
-        return _problem(request, 404, f"no API operation at /v1/{rest[:100]}")
-
-    app.mount("", create_media_app(ctx.tree, ctx.secret))
+    # The media server's routes as they are (/media/<token>/<path>, /healthz), with its CORS
+    # policy (any origin may GET: web players fetch playlists and segments cross-origin).
+    app.router.routes.extend(create_media_app(ctx.tree, ctx.secret).routes)
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"])
     app.add_middleware(BodySizeLimit, max_form_bytes=max_form_bytes)
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
     return app

@@ -27,7 +27,8 @@ class ApiContext:
         db: the app database. tree: the content store. secret: signs media URLs and derives
         webhook secrets (``AVGEN_SECRET_KEY``). public_url: where clients reach this service
         (``AVGEN_MEDIA_URL``: the media URLs it hands out point here). erase_wait_s: how long
-        an erasure waits for the request's runs to stop.
+        an erasure waits for the request's runs to stop. max_wait_s: the longest ``?wait``
+        honoured (a proxy's timeout may call for less).
     """
 
     settings: Settings
@@ -36,6 +37,7 @@ class ApiContext:
     secret: str
     public_url: str
     erase_wait_s: float = 30.0
+    max_wait_s: float = 600.0
     _instance: dg.DagsterInstance | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -6,7 +6,8 @@ The seed's body ``{genre, duration, video_prompt}`` becomes a request of the gen
 music). A request needs a face for its talking head: the user's last face source is reused,
 as by a JSON ``POST /v1/requests``; with none on file the answer is 422 naming ``portrait``.
 
-``?wait=<seconds>`` (at most :data:`MAX_WAIT_S`) holds the answer until the request is done:
+``?wait=<seconds>`` (at most :data:`MAX_WAIT_S`, and at most the server's own cap
+``ApiContext.max_wait_s``) holds the answer until the request is done:
 Completed in time → 200 with the music video MP4 itself (``Location`` names the request);
 still running, or Failed → 202 with the status document, as without ``wait``.
 """
@@ -93,6 +94,7 @@ async def create_music_video(
 ) -> Response:
     """Queue the music video; with ``wait``, answer with the MP4 when it is ready in time."""
     request_id, _ = await submit(ctx, caller.user_id, as_submission(body), None)
+    wait = min(wait, ctx.max_wait_s)
     if wait > 0 and (video := await _wait_until_done(ctx, request_id, wait)):
         path = await run_in_threadpool(ctx.tree.local_file, video)
         return FileResponse(

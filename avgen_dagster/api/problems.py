@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from slowapi.errors import RateLimitExceeded
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from avgen_dagster.errors import AvgenError, DatabaseUnavailableError, InvalidInputError
 
@@ -136,6 +137,17 @@ def validation_problems(errors: list[dict[str, Any]]) -> list[FieldProblem]:
     return found
 
 
+def allowed_methods(request: Request) -> set[str]:
+    """Every method some route serves at this path (Starlette names only the first route's in
+    its 405; RFC 9110 §15.5.6 wants them all in ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
 def _summary(errors: list[FieldProblem]) -> str:
     return "; ".join(f"{e.field}: {e.detail}" for e in errors)
 
@@ -157,7 +169,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code)
-        return problem_response(request, exc.status_code, detail, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(sorted(allowed_methods(request)))
+        return problem_response(request, exc.status_code, detail, headers=headers)
 
     @app.exception_handler(InvalidInputError)
     async def _invalid(request: Request, exc: InvalidInputError) -> JSONResponse:

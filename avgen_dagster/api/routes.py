@@ -18,7 +18,7 @@ from avgen_dagster.api.documents import owned_request, problem_responses, reques
 from avgen_dagster.api.erasure import erase_request
 from avgen_dagster.api.links import request_path
 from avgen_dagster.api.problems import ApiProblem
-from avgen_dagster.api.schemas import RequestDoc, RequestPage, WebhookSecret
+from avgen_dagster.api.schemas import RequestDoc, RequestPage, SubmitFields, WebhookSecret
 from avgen_dagster.api.security import CallerDep, every_call_limit, limiter, submission_limit
 from avgen_dagster.api.submit import read_submission, submit
 from avgen_dagster.errors import InvalidInputError
@@ -45,31 +45,40 @@ IdempotencyKey = Annotated[
 LOCATION = {"Location": {"description": "The request's URL path.", "schema": {"type": "string"}}}
 
 
+def _text_part(prop: dict[str, Any]) -> dict[str, Any]:
+    """A nullable JSON field as a multipart text part (a part is present or absent, never
+    null): ``anyOf [X, null]`` becomes ``X``."""
+    kept = [p for p in prop.get("anyOf", []) if p.get("type") != "null"]
+    if len(kept) != 1:
+        return prop
+    rest = {k: v for k, v in prop.items() if k not in ("anyOf", "default")}
+    return {**rest, **kept[0]}
+
+
 def submission_body() -> dict[str, Any]:
-    """The OpenAPI ``requestBody`` of ``POST /v1/requests`` (both media types, from
-    :class:`~avgen_dagster.api.schemas.SubmitFields`; see :func:`.app.custom_openapi`)."""
-    fields = {"$ref": "#/components/schemas/RequestSubmission"}
+    """The OpenAPI ``requestBody`` of ``POST /v1/requests``: JSON, the
+    :class:`~avgen_dagster.api.schemas.SubmitFields` model (``RequestSubmission``); multipart,
+    the same fields as text parts plus the ``portrait`` file part."""
+    fields = SubmitFields.model_json_schema()
     form = {
-        "allOf": [
-            fields,
-            {
-                "type": "object",
-                "properties": {
-                    "portrait": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "Photo (PNG/JPEG/WebP) or driving video (MP4/MOV/MKV/WebM).",
-                    }
-                },
-                "required": ["portrait"],
+        "type": "object",
+        "description": "The same fields as text parts, and the portrait as a file part.",
+        "properties": {
+            **{name: _text_part(prop) for name, prop in fields["properties"].items()},
+            "portrait": {
+                "type": "string",
+                "format": "binary",
+                "description": "Photo (PNG/JPEG/WebP) or driving video (MP4/MOV/MKV/WebM).",
             },
-        ]
+        },
+        "required": ["portrait"],
+        "additionalProperties": False,
     }
     return {
         "required": True,
         "content": {
             "multipart/form-data": {"schema": form},
-            "application/json": {"schema": fields},
+            "application/json": {"schema": {"$ref": "#/components/schemas/RequestSubmission"}},
         },
     }
 

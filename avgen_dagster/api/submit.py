@@ -35,7 +35,7 @@ from avgen_dagster.intake import (
     check_text,
     record_request,
 )
-from avgen_dagster.options import parse_options
+from avgen_dagster.options import RequestOptions, parse_options
 from avgen_dagster.portraits import MAX_VIDEO_BYTES, Upload
 from avgen_dagster.store import idempotency
 from avgen_dagster.store.listing import last_portrait_uri
@@ -73,7 +73,7 @@ def parse_fields(raw: Any) -> SubmitFields:
     except ValidationError as exc:
         errors = validation_problems(list(exc.errors()))
         for problem in errors:
-            if problem.field in SubmitFields.model_fields and problem.detail != "unknown field":
+            if problem.field in RequestOptions.model_fields and problem.detail != "unknown field":
                 try:
                     parse_options({problem.field: raw.get(problem.field)})
                 except InvalidInputError as option_error:
