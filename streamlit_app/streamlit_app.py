@@ -1,6 +1,6 @@
 """avgen's user portal: ``streamlit run streamlit_app/streamlit_app.py``.
 
-Signed out: Sign in, Register. Signed in: Gallery, New request, Sign out. A sign-in link
+Signed out: Sign in, Register. Signed in: Gallery, New request, API keys, Sign out. A sign-in link
 (``/?token=…``, as a notification carries) is checked on load, then removed from the URL.
 """
 
@@ -48,6 +48,7 @@ if portal.current_user():
             "app_pages/gallery.py", title="Gallery", icon=":material/video_library:", default=True
         ),
         st.Page("app_pages/new_request.py", title="New request", icon=":material/add_circle:"),
+        st.Page("app_pages/api_keys.py", title="API keys", icon=":material/key:"),
         st.Page("app_pages/sign_out.py", title="Sign out", icon=":material/logout:"),
     ]
 else:
