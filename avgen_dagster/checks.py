@@ -5,12 +5,15 @@ never marks a request Completed while a deliverable is out of spec; the run fail
 request is marked Failed naming the check.
 """
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from avgen_dagster.assets.manifests import AudioManifest, HlsManifest, VideoManifest
 from avgen_dagster.assets.talking_head import hls, normalized_audio, stitched_mp4
+from avgen_dagster.assets.visuals import music, music_video
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import ContentStore
 
@@ -102,9 +105,77 @@ def hls_playlist_valid(hls: HlsManifest, content: ContentStore) -> dg.AssetCheck
     )
 
 
+def delivered_audio_checks(
+    asset: dg.AssetsDefinition,
+    delivered: Callable[[Any], tuple[list[str], float | None]],
+    what: str,
+) -> list[dg.AssetChecksDefinition]:
+    """Loudness (±0.5 LU of the target) and true-peak (≤ −1 dBTP, ITU-R BS.1770-4) checks on
+    the decoded audio of a delivered file — what the user receives, after the lossy encode
+    and the cross-fades, not an intermediate WAV.
+
+    Args:
+        asset: the asset that delivers the file.
+        delivered: manifest → (the file URIs to fetch, the first being the one to measure —
+            an MP4/M4A, or an HLS playlist followed by its segments; the loudness target).
+        what: the deliverable, for the descriptions.
+    """
+
+    def measure(manifest: Any, content: ContentStore) -> tuple[Any, float | None]:
+        from avgen_dagster.media.delivery import measure_delivered_audio
+
+        uris, target = delivered(manifest)
+        local = [content.local_file(u) for u in uris]
+        return measure_delivered_audio(local[0]), target
+
+    @dg.asset_check(
+        asset=asset,
+        name="delivered_loudness_on_target",
+        partitions_def=user_partitions,
+        blocking=True,
+        description=f"The decoded audio of {what} within ±0.5 LU of its loudness target.",
+    )
+    def loudness(manifest: Any, content: ContentStore) -> dg.AssetCheckResult:
+        found, target = measure(manifest, content)
+        off = None if target is None else round(found.integrated_lufs - target, 2)
+        return dg.AssetCheckResult(
+            passed=off is not None and abs(off) <= LOUDNESS_TOLERANCE_LU,
+            metadata={"integrated_lufs": round(found.integrated_lufs, 2), "target_lufs": target,
+                      "off_by_lu": off, "tolerance_lu": LOUDNESS_TOLERANCE_LU},
+        )  # fmt: skip
+
+    @dg.asset_check(
+        asset=asset,
+        name="delivered_true_peak_limited",
+        partitions_def=user_partitions,
+        blocking=True,
+        description=f"The decoded audio of {what} at or under −1 dBTP true peak.",
+    )
+    def true_peak(manifest: Any, content: ContentStore) -> dg.AssetCheckResult:
+        found, _ = measure(manifest, content)
+        return dg.AssetCheckResult(
+            passed=found.true_peak_dbtp <= MAX_TRUE_PEAK_DBTP,
+            metadata={"true_peak_dbtp": round(found.true_peak_dbtp, 2),
+                      "sample_peak_dbfs": round(found.sample_peak_dbfs, 2),
+                      "limit_dbtp": MAX_TRUE_PEAK_DBTP},
+        )  # fmt: skip
+
+    return [loudness, true_peak]
+
+
 talking_head_checks = [
     loudness_on_target,
     true_peak_limited,
     av_durations_match,
     hls_playlist_valid,
+    *delivered_audio_checks(
+        stitched_mp4, lambda m: ([m.path], m.target_lufs), "the talking-head MP4"
+    ),
+    *delivered_audio_checks(
+        hls, lambda m: ([m.playlist, *m.segments], m.target_lufs), "the talking-head HLS stream"
+    ),
+]
+visual_checks = [
+    *delivered_audio_checks(music, lambda m: ([m.compressed], m.target_lufs), "the music (AAC)"),
+    *delivered_audio_checks(music_video, lambda m: ([m.path], m.target_lufs), "the music video"),
 ]

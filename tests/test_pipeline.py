@@ -12,7 +12,7 @@ from imageio_ffmpeg import get_ffmpeg_exe
 from PIL import Image
 
 from avgen_dagster.assets import records, talking_head, visuals
-from avgen_dagster.checks import talking_head_checks
+from avgen_dagster.checks import talking_head_checks, visual_checks
 from avgen_dagster.definitions import default_resources
 from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.sensors import request_failure_sensor
@@ -27,7 +27,11 @@ SCRIPT = (
     "Sunlight is a mix of every colour, and the air scatters the short blue waves the most. "
     "At sunset the light travels through more air, so the reds and oranges reach your eyes."
 )
-EVERYTHING = [*dg.load_assets_from_modules([talking_head, visuals, records]), *talking_head_checks]
+EVERYTHING = [
+    *dg.load_assets_from_modules([talking_head, visuals, records]),
+    *talking_head_checks,
+    *visual_checks,
+]
 # The talking-head job's selection: the chain, its checks and the content record.
 ASSETS = dg.AssetSelection.groups("talking_head") | dg.AssetSelection.assets("content_record")
 
@@ -70,12 +74,19 @@ def test_talking_head_job_end_to_end(avgen_env: AvgenEnv, tmp_path: Path) -> Non
     result = _materialize(instance, "e2e_user", request_id)
     assert result.success
 
-    checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
+    checks = {
+        (e.asset_key.to_user_string(), e.asset_check_key.name): e.passed
+        for e in result.get_asset_check_evaluations()
+    }
     assert checks == {
-        "loudness_on_target": True,
-        "true_peak_limited": True,
-        "av_durations_match": True,
-        "hls_playlist_valid": True,
+        ("normalized_audio", "loudness_on_target"): True,
+        ("normalized_audio", "true_peak_limited"): True,
+        ("stitched_mp4", "av_durations_match"): True,
+        ("stitched_mp4", "delivered_loudness_on_target"): True,
+        ("stitched_mp4", "delivered_true_peak_limited"): True,
+        ("hls", "hls_playlist_valid"): True,
+        ("hls", "delivered_loudness_on_target"): True,
+        ("hls", "delivered_true_peak_limited"): True,
     }
 
     with AppDatabase(avgen_env.db_url).session() as s:
@@ -205,7 +216,18 @@ def test_generation_job_makes_the_whole_package(avgen_env: AvgenEnv) -> None:
     }
     instance = dg.DagsterInstance.ephemeral()
     rid = _new_request(avgen_env, "pkg", SAMPLE_PORTRAIT, "A short hello.", options)
-    assert _materialize(instance, "pkg", rid, assets=EVERYTHING).success
+    result = _materialize(instance, "pkg", rid, assets=EVERYTHING)
+    assert result.success
+    delivered = {
+        (e.asset_key.to_user_string(), e.asset_check_key.name): e.passed
+        for e in result.get_asset_check_evaluations()
+        if e.asset_check_key.name.startswith("delivered_")
+    }
+    assert delivered == {
+        (asset, check): True
+        for asset in ("stitched_mp4", "hls", "music", "music_video")
+        for check in ("delivered_loudness_on_target", "delivered_true_peak_limited")
+    }
     with AppDatabase(avgen_env.db_url).session() as s:
         req = get_request(s, rid)
         assert req.status == "Completed"

@@ -102,6 +102,7 @@ class VideoManifest:
     audio_duration_s: float
     av_drift_s: float
     faststart: bool
+    target_lufs: float | None = None  # what the delivered audio is mastered to
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class HlsManifest:
     playlist: str
     segments: list[str]
     target_duration_s: float
+    target_lufs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class MusicManifest:
     true_peak_dbtp: float
     backend: str
     model: str
+    target_lufs: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,3 +165,4 @@ class MusicVideoManifest:
     request_id: str
     path: str
     duration_s: float
+    target_lufs: float | None = None

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
@@ -56,6 +57,9 @@ from avgen_dagster.runs import (
 )
 from avgen_dagster.store import status
 from avgen_dagster.store.requests import get_request
+
+if TYPE_CHECKING:
+    from avgen_dagster.backends.lipsync import LipsyncBackend
 
 GROUP = "talking_head"
 PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
@@ -389,17 +393,18 @@ def _lipsync_driving_video(
     context: dg.AssetExecutionContext,
     normalized_audio: AudioManifest,
     request: RequestSnapshot,
-    backend: object,
+    backend: "LipsyncBackend",
     content: ContentStore,
 ) -> dg.MaterializeResult:
     """A driving video is continuous: lip-sync it once to the whole narration (the clips
     joined end to end) instead of restarting it for every segment."""
+    from avgen_dagster.backends.lipsync import VideoLipsyncBackend
     from avgen_dagster.media.audio_io import read_wav, write_wav
 
-    if not hasattr(backend, "animate_video"):
+    if not isinstance(backend, VideoLipsyncBackend):
         raise InvalidInputError(
             f"a driving video needs a lip-sync backend that handles video (wav2lip); "
-            f"{getattr(backend, 'name', backend)!r} animates still portraits only"
+            f"{backend.name!r} animates still portraits only"
         )
     clips = [read_wav(content.local_file(c.path)) for c in normalized_audio.clips]
     rate = clips[0][1]
@@ -407,7 +412,7 @@ def _lipsync_driving_video(
     folder = content.asset_dir(request.user_id, request.request_id, "lipsync_segments")
     narration = write_wav(folder / "narration.wav", audio, rate)
     mode = request.options.driving_mode
-    result = backend.animate_video(  # type: ignore[attr-defined]
+    result = backend.animate_video(
         content.local_file(request.portrait_path),
         audio,
         rate,
@@ -426,7 +431,7 @@ def _lipsync_driving_video(
                 VideoSegment(content.uri_of(result.output), result.duration_s, result.n_frames)
             ],
             fps=float(result.fps),
-            backend=getattr(backend, "name", "wav2lip"),
+            backend=backend.name,
             audio=content.uri_of(narration),
         ),
         metadata={
@@ -440,7 +445,7 @@ def _lipsync_driving_video(
             "mode": mode,
             "fps": float(result.fps),
             "total_duration_s": dg.MetadataValue.float(round(result.duration_s, 3)),
-            "backend": getattr(backend, "name", "wav2lip"),
+            "backend": backend.name,
         },
     )
 
@@ -462,8 +467,7 @@ def stitched_mp4(
     content: ContentStore,
 ) -> dg.MaterializeResult:
     """Write ``stitched_mp4/talking_head.mp4``."""
-    from avgen_dagster.media.decode import read_audio_track
-    from avgen_dagster.media.loudness import measure_loudness
+    from avgen_dagster.media.delivery import measure_delivered_audio
     from avgen_dagster.media.probe import is_faststart, probe_media
     from avgen_dagster.media.stitch import stitch_segments
 
@@ -482,10 +486,12 @@ def stitched_mp4(
         audio=[content.local_file(lipsync_segments.audio)]
         if lipsync_segments.audio
         else [content.local_file(c.path) for c in normalized_audio.clips],
+        # Mastered so the delivered AAC decodes on target and under the true-peak ceiling.
+        target_lufs=request.options.target_lufs,
+        max_true_peak_dbtp=media.max_true_peak_dbtp,
     )
     info = probe_media(out)
-    audio, sr = read_audio_track(out)
-    loud = measure_loudness(audio, sr)
+    loud = measure_delivered_audio(out)  # the AAC the user receives, decoded
     (out_uri,) = content.publish(out)
     manifest = VideoManifest(
         request_id=request.request_id,
@@ -495,6 +501,7 @@ def stitched_mp4(
         audio_duration_s=info.audio.duration_s if info.audio else 0.0,
         av_drift_s=info.av_drift_s,
         faststart=is_faststart(out),
+        target_lufs=request.options.target_lufs,
     )
     return dg.MaterializeResult(
         value=manifest,
@@ -543,6 +550,7 @@ def hls(
             playlist=playlist,
             segments=[content.uri_of(p) for p in result.segments],
             target_duration_s=result.target_duration_s,
+            target_lufs=stitched_mp4.target_lufs,
         ),
         metadata={
             "request_id": request.request_id,

@@ -125,7 +125,8 @@ def music(
     result = normalize_music(samples, generator.sample_rate, target_lufs=music_backend.target_lufs)
     request_dir = content.asset_dir(request.user_id, request.request_id, "music").parent
     wav = write_wav(request_dir / MUSIC_WAV, result.samples, generator.sample_rate)
-    m4a = encode_audio_file(wav, request_dir / MUSIC_M4A)
+    # The delivered AAC is mastered (and measured decoded) to the same target as the WAV.
+    m4a = encode_audio_file(wav, request_dir / MUSIC_M4A, target_lufs=music_backend.target_lufs)
     duration = len(result.samples) / generator.sample_rate
     size_bytes = Path(m4a).stat().st_size
     wav_uri, m4a_uri = content.publish(wav)[0], content.publish(m4a)[0]
@@ -159,6 +160,7 @@ def music(
             result.after.true_peak_dbtp,
             generator.name,
             str(getattr(generator, "model", generator.name)),
+            target_lufs=music_backend.target_lufs,
         ),
         metadata=metadata,
     )
@@ -248,11 +250,12 @@ def music_video(
         content.local_file(music.wav),
         folder.parent / MUSIC_VIDEO_MP4,
         fps=video_clips.fps,
+        target_lufs=music.target_lufs,
     )
     size_bytes = Path(result.path).stat().st_size
     (uri,) = content.publish(result.path)
     return dg.MaterializeResult(
-        value=MusicVideoManifest(request.request_id, uri, result.duration_s),
+        value=MusicVideoManifest(request.request_id, uri, result.duration_s, music.target_lufs),
         metadata={
             "request_id": request.request_id,
             "file": dg.MetadataValue.path(uri),
