@@ -11,7 +11,14 @@ from typing import Any
 
 import dagster as dg
 
-from avgen_dagster.assets.manifests import AudioManifest, HlsManifest, VideoManifest
+from avgen_dagster.assets.final_cut import final_hls, final_video
+from avgen_dagster.assets.manifests import (
+    AudioManifest,
+    FinalHlsManifest,
+    FinalVideoManifest,
+    HlsManifest,
+    VideoManifest,
+)
 from avgen_dagster.assets.talking_head import hls, normalized_audio, stitched_mp4
 from avgen_dagster.assets.visuals import music, music_video
 from avgen_dagster.partitions import user_partitions
@@ -109,6 +116,7 @@ def delivered_audio_checks(
     asset: dg.AssetsDefinition,
     delivered: Callable[[Any], tuple[list[str], float | None]],
     what: str,
+    prefix: str = "delivered",
 ) -> list[dg.AssetChecksDefinition]:
     """Loudness (±0.5 LU of the target) and true-peak (≤ −1 dBTP, ITU-R BS.1770-4) checks on
     the decoded audio of a delivered file — what the user receives, after the lossy encode
@@ -119,6 +127,7 @@ def delivered_audio_checks(
         delivered: manifest → (the file URIs to fetch, the first being the one to measure —
             an MP4/M4A, or an HLS playlist followed by its segments; the loudness target).
         what: the deliverable, for the descriptions.
+        prefix: the checks are ``<prefix>_loudness_on_target`` and ``<prefix>_true_peak_limited``.
     """
 
     def measure(manifest: Any, content: ContentStore) -> tuple[Any, float | None]:
@@ -130,7 +139,7 @@ def delivered_audio_checks(
 
     @dg.asset_check(
         asset=asset,
-        name="delivered_loudness_on_target",
+        name=f"{prefix}_loudness_on_target",
         partitions_def=user_partitions,
         blocking=True,
         description=f"The decoded audio of {what} within ±0.5 LU of its loudness target.",
@@ -146,7 +155,7 @@ def delivered_audio_checks(
 
     @dg.asset_check(
         asset=asset,
-        name="delivered_true_peak_limited",
+        name=f"{prefix}_true_peak_limited",
         partitions_def=user_partitions,
         blocking=True,
         description=f"The decoded audio of {what} at or under −1 dBTP true peak.",
@@ -178,4 +187,73 @@ talking_head_checks = [
 visual_checks = [
     *delivered_audio_checks(music, lambda m: ([m.compressed], m.target_lufs), "the music (AAC)"),
     *delivered_audio_checks(music_video, lambda m: ([m.path], m.target_lufs), "the music video"),
+]
+
+
+@dg.asset_check(
+    asset=final_video,
+    partitions_def=user_partitions,
+    blocking=True,
+    description=(
+        "The WebVTT captions say the narration word for word, each cue within 100 ms of its "
+        "first word's onset in the voice's alignment."
+    ),
+)
+def captions_in_sync(final_video: FinalVideoManifest, content: ContentStore) -> dg.AssetCheckResult:
+    """Reads the sidecar back with webvtt-py and compares it with the word timings."""
+    from avgen_dagster.media.deliverable_checks import MAX_CUE_OFFSET_S, caption_sync_problems
+
+    problems = caption_sync_problems(
+        content.local_file(final_video.captions_vtt), final_video.words
+    )
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "problems": dg.MetadataValue.json(problems[:20]),
+            "cue_count": final_video.cue_count,
+            "words": len(final_video.words),
+            "max_cue_offset_s": MAX_CUE_OFFSET_S,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=final_hls,
+    partitions_def=user_partitions,
+    blocking=True,
+    description=(
+        "The master playlist names ≥ 3 renditions with BANDWIDTH, AVERAGE-BANDWIDTH, RESOLUTION "
+        "and CODECS; every rendition is a valid VOD playlist with aligned segments; a WebVTT "
+        "subtitles rendition with X-TIMESTAMP-MAP (RFC 8216)."
+    ),
+)
+def hls_ladder_valid(final_hls: FinalHlsManifest, content: ContentStore) -> dg.AssetCheckResult:
+    """Fetches every file of the ladder (object stores too) and checks it."""
+    from avgen_dagster.media.deliverable_checks import hls_ladder_problems
+
+    for uris in [*final_hls.renditions.values(), final_hls.subtitles]:
+        for uri in uris:
+            content.local_file(uri)
+    problems = hls_ladder_problems(content.local_file(final_hls.master))
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={
+            "problems": dg.MetadataValue.json(problems[:20]),
+            "renditions": dg.MetadataValue.json(sorted(final_hls.renditions)),
+            "master": final_hls.master,
+        },
+    )
+
+
+final_cut_checks = [
+    captions_in_sync,
+    *delivered_audio_checks(
+        final_video, lambda m: ([m.path], m.target_lufs), "the final video", prefix="final"
+    ),
+    hls_ladder_valid,
+    *delivered_audio_checks(
+        final_hls,
+        lambda m: (next(iter(m.renditions.values())), m.target_lufs),
+        "the final cut's HLS renditions (the audio every rendition carries)",
+    ),
 ]

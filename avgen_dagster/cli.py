@@ -87,6 +87,21 @@ ClipsOpt = Annotated[int | None, _opt("clip_count", "--clips")]
 ImageSizeOpt = Annotated[int | None, _opt("image_size", "--image-size")]
 SeedOpt = Annotated[int | None, _opt("seed", "--seed")]
 DrivingModeOpt = Annotated[str | None, _opt("driving_mode", "--driving-mode")]
+TalkingHeadOnlyOpt = Annotated[
+    bool | None, _opt("talking_head_only", "--talking-head-only/--full-package")
+]
+FormatOpt = Annotated[str | None, _opt("format", "--format")]
+CaptionsOpt = Annotated[bool | None, _opt("captions", "--captions/--no-captions")]
+CaptionPositionOpt = Annotated[str | None, _opt("caption_position", "--caption-position")]
+CaptionSizeOpt = Annotated[float | None, _opt("caption_size", "--caption-size")]
+CaptionColorOpt = Annotated[str | None, _opt("caption_color", "--caption-color")]
+CaptionHighlightOpt = Annotated[str | None, _opt("caption_highlight", "--caption-highlight")]
+CaptionOutlineOpt = Annotated[str | None, _opt("caption_outline", "--caption-outline")]
+CaptionFontOpt = Annotated[str | None, _opt("caption_font", "--caption-font")]
+BrollOpt = Annotated[str | None, _opt("broll", "--broll")]
+BrollEveryOpt = Annotated[int | None, _opt("broll_every", "--broll-every")]
+MusicBedOpt = Annotated[bool | None, _opt("music_bed", "--music-bed/--no-music-bed")]
+BedLevelOpt = Annotated[float | None, _opt("bed_level_lu", "--bed-level")]
 NotifyAtOpt = Annotated[
     str | None,
     typer.Option("--notify-at", help="ISO 8601 time with offset, e.g. 2026-12-01T09:00+01:00."),
@@ -243,14 +258,25 @@ def generate(
     clip_count: ClipsOpt = None,
     image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
-    talking_head_only: Annotated[
-        bool, typer.Option("--talking-head-only", help="Skip images, music and clips.")
-    ] = False,
+    talking_head_only: TalkingHeadOnlyOpt = None,
+    format: FormatOpt = None,
+    captions: CaptionsOpt = None,
+    caption_position: CaptionPositionOpt = None,
+    caption_size: CaptionSizeOpt = None,
+    caption_color: CaptionColorOpt = None,
+    caption_highlight: CaptionHighlightOpt = None,
+    caption_outline: CaptionOutlineOpt = None,
+    caption_font: CaptionFontOpt = None,
+    broll: BrollOpt = None,
+    broll_every: BrollEveryOpt = None,
+    music_bed: MusicBedOpt = None,
+    bed_level_lu: BedLevelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Take a request in (the same intake as the portal and `avgen request`) and run it now, in
-    this process: the talking head plus images, music, clips and a music video
-    (``generation_job``), or only the talking head."""
+    this process: the talking head, images, music, clips, a music video and the composed final
+    cut (``generation_job``), or with ``--talking-head-only`` the talking head and its final
+    cut (``talking_head_job``)."""
     from avgen_dagster.runner import submit_and_run
 
     try:
@@ -265,7 +291,6 @@ def generate(
         outcome = submit_and_run(
             new,
             resources=resources,
-            job_name="talking_head_job" if talking_head_only else "generation_job",
             progress=_StageProgress,
             photo_only_backend=None if backend == "wav2lip" else backend,
         )
@@ -290,6 +315,10 @@ def _print_outcome(outcome: RunOutcome, as_json: bool) -> None:
                     "music_video": out.music_video,
                     "music": out.music,
                     "images": out.images,
+                    "final_video": out.final_video,
+                    "hls_master": out.hls_master,
+                    "captions_vtt": out.captions_vtt,
+                    "captions_srt": out.captions_srt,
                     "error": outcome.error,
                     "run_id": outcome.run_id,
                 }
@@ -299,6 +328,9 @@ def _print_outcome(outcome: RunOutcome, as_json: bool) -> None:
     typer.echo(f"request   {outcome.request_id} ({outcome.status})")
     if outcome.status != "Completed":
         return
+    typer.echo(f"final cut {out.final_video}")
+    typer.echo(f"  HLS     {out.hls_master}")
+    typer.echo(f"  captions {out.captions_vtt} {out.captions_srt}")
     typer.echo(f"MP4       {out.talking_head_mp4}")
     typer.echo(f"HLS       {out.hls_playlist}")
     if out.music_video:
@@ -346,6 +378,19 @@ def enqueue_request(
     image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
     driving_mode: DrivingModeOpt = None,
+    talking_head_only: TalkingHeadOnlyOpt = None,
+    format: FormatOpt = None,
+    captions: CaptionsOpt = None,
+    caption_position: CaptionPositionOpt = None,
+    caption_size: CaptionSizeOpt = None,
+    caption_color: CaptionColorOpt = None,
+    caption_highlight: CaptionHighlightOpt = None,
+    caption_outline: CaptionOutlineOpt = None,
+    caption_font: CaptionFontOpt = None,
+    broll: BrollOpt = None,
+    broll_every: BrollEveryOpt = None,
+    music_bed: MusicBedOpt = None,
+    bed_level_lu: BedLevelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a request; the request sensor (``make serve``) picks it up and runs it.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from avgen_dagster.assets import records, talking_head, visuals
-from avgen_dagster.checks import talking_head_checks, visual_checks
+from avgen_dagster.assets import final_cut, records, talking_head, visuals
+from avgen_dagster.checks import final_cut_checks, talking_head_checks, visual_checks
 from avgen_dagster.jobs import generation_job, talking_head_job
 from avgen_dagster.notify_job import notify_job
 from avgen_dagster.resources import (
@@ -57,8 +57,8 @@ def build_definitions(resources: dict[str, object] | None = None) -> dg.Definiti
     """avgen's Dagster definitions: the embedded-default resources, with ``resources``
     replacing any of them by key."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([talking_head, visuals, records]),
-        asset_checks=[*talking_head_checks, *visual_checks],
+        assets=dg.load_assets_from_modules([talking_head, visuals, final_cut, records]),
+        asset_checks=[*talking_head_checks, *visual_checks, *final_cut_checks],
         jobs=[generation_job, talking_head_job, notify_job],
         sensors=[
             request_sensor,

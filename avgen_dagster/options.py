@@ -9,6 +9,7 @@ the ``request`` asset hands the typed object to every asset.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,6 +55,48 @@ class RequestOptions(BaseModel):
     driving_mode: Literal["loop", "pingpong", "trim"] = Field(
         default="loop", description="How a driving video is fitted to the narration's length."
     )
+    talking_head_only: bool = Field(
+        default=False,
+        description="Make only the talking head and its final cut: no images, music or clips.",
+    )
+    # The composed final cut.
+    format: Literal["vertical", "landscape", "square"] = Field(
+        default="vertical",
+        description=(
+            "Final video format: vertical 1080x1920, landscape 1920x1080, square 1080x1080."
+        ),
+    )
+    captions: bool = Field(default=True, description="Burn captions into the final video.")
+    caption_position: Literal["bottom", "center", "top"] = Field(
+        default="bottom", description="Where captions sit in the title-safe area."
+    )
+    caption_size: float = Field(
+        default=0.045, ge=0.02, le=0.1, description="Caption text size, fraction of frame height."
+    )
+    caption_color: str = Field(default="#FFFFFF", description="Caption text colour, #RRGGBB.")
+    caption_highlight: str = Field(
+        default="#FFD400", description="Colour of the word being spoken, #RRGGBB."
+    )
+    caption_outline: str = Field(default="#000000", description="Caption outline colour, #RRGGBB.")
+    caption_font: str | None = Field(
+        default=None,
+        description="A TrueType/OpenType font file on the server; default DejaVu Sans.",
+    )
+    broll: Literal["none", "every_n", "pip"] | None = Field(
+        default=None,
+        description=(
+            "Cutaways to the clips at sentence boundaries: none, every_n sentences, or pip "
+            "(speaker in an inset). Default: every_n when clips are made, else none."
+        ),
+    )
+    broll_every: int = Field(default=2, ge=1, le=10, description="N for b-roll every N sentences.")
+    music_bed: bool | None = Field(
+        default=None,
+        description="The music under the voice, ducked by the speech. Default: on with music.",
+    )
+    bed_level_lu: float = Field(
+        default=18.0, ge=6.0, le=40.0, description="Music bed level under speech, LU below voice."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -62,6 +105,46 @@ class RequestOptions(BaseModel):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if v is not None}
         return data
+
+    @field_validator("caption_color", "caption_highlight", "caption_outline")
+    @classmethod
+    def _hex_colour(cls, value: str) -> str:
+        if not re.fullmatch(r"#[0-9A-Fa-f]{6}", value):
+            raise ValueError(f"colour {value!r} is not #RRGGBB")
+        return value.upper()
+
+    @field_validator("caption_font")
+    @classmethod
+    def _loadable_font(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from avgen_dagster.media.caption_render import load_font
+
+        load_font(value, 16)  # InvalidInputError names the file
+        return value
+
+    @model_validator(mode="after")
+    def _music_for_the_bed(self) -> RequestOptions:
+        if self.talking_head_only and self.music_bed:
+            raise ValueError("a music bed needs music; talking_head_only makes none")
+        if self.talking_head_only and self.broll not in (None, "none"):
+            raise ValueError(f"b-roll {self.broll!r} needs clips; talking_head_only makes none")
+        return self
+
+    @property
+    def uses_music_bed(self) -> bool:
+        """Mix the music under the voice: asked for, or by default when music is made."""
+        return self.music_bed if self.music_bed is not None else not self.talking_head_only
+
+    @property
+    def broll_mode(self) -> str:
+        """The b-roll mode: as asked, else ``every_n`` when clips are made, else ``none``."""
+        return self.broll or ("none" if self.talking_head_only else "every_n")
+
+    def rgb(self, name: str) -> tuple[int, int, int]:
+        """A ``#RRGGBB`` colour option as an RGB triple of 0-255 integers."""
+        value = getattr(self, name)
+        return (int(value[1:3], 16), int(value[3:5], 16), int(value[5:7], 16))
 
     @field_validator("genre")
     @classmethod
@@ -95,13 +178,13 @@ def parse_options(raw: RequestOptions | dict[str, Any] | None) -> RequestOptions
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "options"
+            where = ".".join(str(p) for p in err["loc"])
             if err["type"] in _RANGE_ERRORS and where in RequestOptions.model_fields:
                 lo, hi = option_range(where)
                 msg = f"{err['input']} is outside {lo:g}..{hi:g}"
             else:
                 msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}")
+            problems.append(f"{where}: {msg}" if where else msg)
         raise InvalidInputError("bad request option — " + "; ".join(problems)) from exc
 
 

@@ -21,7 +21,7 @@ from avgen_dagster.failures import mark_run_failed
 from avgen_dagster.intake import NewRequest
 from avgen_dagster.outputs import RequestOutputs
 from avgen_dagster.partitions import user_partitions
-from avgen_dagster.runs import request_tags
+from avgen_dagster.runs import job_for, request_tags
 from avgen_dagster.store.requests import get_request, outputs_of
 from avgen_dagster.store.session import AppDatabase
 
@@ -97,7 +97,7 @@ def submit_and_run(
     *,
     resources: dict[str, Any] | None = None,
     instance: dg.DagsterInstance | None = None,
-    job_name: str = "generation_job",
+    job_name: str | None = None,
     progress: ProgressFactory | None = None,
     photo_only_backend: str | None = None,
 ) -> RunOutcome:
@@ -108,6 +108,7 @@ def submit_and_run(
         resources: resource overrides (e.g. a Wav2Lip lip-sync backend); default the embedded
             defaults from the environment.
         instance: default the instance at ``DAGSTER_HOME`` (created when missing).
+        job_name: default the request's own (:func:`~avgen_dagster.runs.job_for`).
         photo_only_backend: see :func:`avgen_dagster.intake.check_request`.
 
     Raises:
@@ -134,6 +135,6 @@ def submit_and_run(
         request_id,
         run_id=run_id,
         instance=instance,
-        job_name=job_name,
+        job_name=job_name or job_for(checked.options),
         progress=progress,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.options import RequestOptions
 from avgen_dagster.validation import validate_request_id
 
 REQUEST_ID_TAG = "avgen/request_id"
@@ -22,6 +23,12 @@ WORKER_PID_TAG = "avgen/worker_pid"
 WORKER_STARTED_TAG = "avgen/worker_started"
 PARENT_RUN_ID_TAG = "dagster/parent_run_id"  # Dagster's re-execution tag (public name)
 MAX_PARENT_HOPS = 50
+
+
+def job_for(options: RequestOptions) -> str:
+    """The job a request runs: ``talking_head_job`` for a talking-head-only request, else
+    ``generation_job`` (the whole package)."""
+    return "talking_head_job" if options.talking_head_only else "generation_job"
 
 
 def request_tags(request_id: str, user_id: str, attempt: int) -> dict[str, str]:

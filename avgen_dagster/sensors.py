@@ -9,6 +9,7 @@ import dagster as dg
 from avgen_dagster.failures import mark_run_failed
 from avgen_dagster.jobs import generation_job, talking_head_job
 from avgen_dagster.notify_job import notify_job, notify_tags
+from avgen_dagster.options import parse_options
 from avgen_dagster.partitions import user_partitions
 from avgen_dagster.resources import AppDatabaseResource
 from avgen_dagster.runs import (
@@ -16,6 +17,7 @@ from avgen_dagster.runs import (
     WORKER_HOST_TAG,
     WORKER_PID_TAG,
     WORKER_STARTED_TAG,
+    job_for,
     request_tags,
 )
 from avgen_dagster.store import models, status
@@ -33,7 +35,7 @@ RUN_APPEAR_GRACE = timedelta(minutes=10)
 
 @dg.sensor(
     name="request_sensor",
-    job=generation_job,
+    jobs=[generation_job, talking_head_job],
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=(
@@ -49,25 +51,26 @@ def request_sensor(
     db = app_db.get()
     with db.session() as s:
         pending = [
-            (r.request_id, r.user_id, r.attempt)
+            (r.request_id, r.user_id, r.attempt, job_for(parse_options(r.options)))
             for r in requests_to_submit(s, limit=MAX_REQUESTS_PER_TICK)
         ]
     if not pending:
         return dg.SkipReason("no queued requests")
-    users = sorted({user_id for _, user_id, _ in pending})
+    users = sorted({user_id for _, user_id, _, _ in pending})
     # One read of the partition list beats a lookup per user (10k partitions: ~20 ms vs ~1 s).
     existing = set(context.instance.get_dynamic_partitions(user_partitions.name))
     new_users = [u for u in users if u not in existing]
     run_requests = [
         dg.RunRequest(
             run_key=status.run_key(request_id, attempt),
+            job_name=job,
             partition_key=user_id,
             tags=request_tags(request_id, user_id, attempt),
         )
-        for request_id, user_id, attempt in pending
+        for request_id, user_id, attempt, job in pending
     ]
     with db.session() as s:
-        for request_id, _, _ in pending:
+        for request_id, _, _, _ in pending:
             status.submit(s, request_id)
     context.log.info(f"submitting {len(run_requests)} request(s); {len(new_users)} new user(s)")
     return dg.SensorResult(

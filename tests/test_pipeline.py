@@ -11,8 +11,8 @@ import pytest
 from imageio_ffmpeg import get_ffmpeg_exe
 from PIL import Image
 
-from avgen_dagster.assets import records, talking_head, visuals
-from avgen_dagster.checks import talking_head_checks, visual_checks
+from avgen_dagster.assets import final_cut, records, talking_head, visuals
+from avgen_dagster.checks import final_cut_checks, talking_head_checks, visual_checks
 from avgen_dagster.definitions import default_resources
 from avgen_dagster.runs import REQUEST_ID_TAG
 from avgen_dagster.sensors import request_failure_sensor
@@ -28,12 +28,15 @@ SCRIPT = (
     "At sunset the light travels through more air, so the reds and oranges reach your eyes."
 )
 EVERYTHING = [
-    *dg.load_assets_from_modules([talking_head, visuals, records]),
+    *dg.load_assets_from_modules([talking_head, visuals, final_cut, records]),
     *talking_head_checks,
     *visual_checks,
+    *final_cut_checks,
 ]
 # The talking-head job's selection: the chain, its checks and the content record.
-ASSETS = dg.AssetSelection.groups("talking_head") | dg.AssetSelection.assets("content_record")
+ASSETS = dg.AssetSelection.groups("talking_head", "final_cut") | dg.AssetSelection.assets(
+    "content_record"
+)
 
 
 def _new_request(
@@ -87,6 +90,12 @@ def test_talking_head_job_end_to_end(avgen_env: AvgenEnv, tmp_path: Path) -> Non
         ("hls", "hls_playlist_valid"): True,
         ("hls", "delivered_loudness_on_target"): True,
         ("hls", "delivered_true_peak_limited"): True,
+        ("final_video", "captions_in_sync"): True,
+        ("final_video", "final_loudness_on_target"): True,
+        ("final_video", "final_true_peak_limited"): True,
+        ("final_hls", "hls_ladder_valid"): True,
+        ("final_hls", "delivered_loudness_on_target"): True,
+        ("final_hls", "delivered_true_peak_limited"): True,
     }
 
     with AppDatabase(avgen_env.db_url).session() as s:
@@ -225,7 +234,7 @@ def test_generation_job_makes_the_whole_package(avgen_env: AvgenEnv) -> None:
     }
     assert delivered == {
         (asset, check): True
-        for asset in ("stitched_mp4", "hls", "music", "music_video")
+        for asset in ("stitched_mp4", "hls", "music", "music_video", "final_hls")
         for check in ("delivered_loudness_on_target", "delivered_true_peak_limited")
     }
     with AppDatabase(avgen_env.db_url).session() as s:

@@ -103,6 +103,7 @@ class VideoManifest:
     av_drift_s: float
     faststart: bool
     target_lufs: float | None = None  # what the delivered audio is mastered to
+    clip_starts_s: tuple[float, ...] = ()  # where each narration clip starts, seconds
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,43 @@ class MusicVideoManifest:
     path: str
     duration_s: float
     target_lufs: float | None = None
+
+
+@dataclass(frozen=True)
+class FinalVideoManifest:
+    """The composed final cut and its sidecars (URIs), with the narration's word timings on
+    its timeline (what the captions were built from).
+
+    Attributes:
+        rung_videos: rung name → a video-only MP4 encoded in the same pass (for the ladder).
+        words: the narration's words, seconds on the final video's timeline.
+        integrated_lufs / true_peak_dbtp: the delivered file's decoded audio.
+    """
+
+    request_id: str
+    path: str
+    captions_vtt: str
+    captions_srt: str
+    format: str
+    width: int
+    height: int
+    fps: float
+    duration_s: float
+    cue_count: int
+    words: tuple[WordTiming, ...]
+    rung_videos: dict[str, str]
+    integrated_lufs: float
+    true_peak_dbtp: float
+    target_lufs: float
+
+
+@dataclass(frozen=True)
+class FinalHlsManifest:
+    """The final cut's HLS ladder: master playlist, each rendition's playlist and segments,
+    and the WebVTT subtitles rendition (URIs)."""
+
+    request_id: str
+    master: str
+    renditions: dict[str, list[str]]  # rung name → [playlist, segment, …]
+    subtitles: list[str]  # [playlist, segment, …] (empty without captions)
+    target_lufs: float

@@ -4,6 +4,8 @@ import dagster as dg
 
 from avgen_dagster.assets.manifests import (
     ClipsManifest,
+    FinalHlsManifest,
+    FinalVideoManifest,
     HlsManifest,
     ImagesManifest,
     MusicManifest,
@@ -27,6 +29,8 @@ def build_outputs(
     script: ScriptManifest,
     stitched_mp4: VideoManifest,
     hls: HlsManifest,
+    final_video: FinalVideoManifest,
+    final_hls: FinalHlsManifest,
     images: ImagesManifest | None,
     music: MusicManifest | None,
     video_clips: ClipsManifest | None,
@@ -37,6 +41,10 @@ def build_outputs(
         script=script.path,
         talking_head_mp4=stitched_mp4.path,
         hls_playlist=hls.playlist,
+        final_video=final_video.path,
+        hls_master=final_hls.master,
+        captions_vtt=final_video.captions_vtt,
+        captions_srt=final_video.captions_srt,
         images=list(images.paths) if images else [],
         video_clips=list(video_clips.paths) if video_clips else [],
         music=music.compressed if music else None,
@@ -67,6 +75,8 @@ def content_record(
     script: ScriptManifest,
     stitched_mp4: VideoManifest,
     hls: HlsManifest,
+    final_video: FinalVideoManifest,
+    final_hls: FinalHlsManifest,
     images: ImagesManifest | None,
     music: MusicManifest | None,
     video_clips: ClipsManifest | None,
@@ -74,7 +84,9 @@ def content_record(
     app_db: AppDatabaseResource,
 ) -> dg.MaterializeResult:
     """Processing → Completed with the outputs record (``store.status.complete``)."""
-    outputs = build_outputs(script, stitched_mp4, hls, images, music, video_clips, music_video)
+    outputs = build_outputs(
+        script, stitched_mp4, hls, final_video, final_hls, images, music, video_clips, music_video
+    )
     with app_db.get().session() as s:
         status.complete(
             s,

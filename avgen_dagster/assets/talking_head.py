@@ -450,6 +450,24 @@ def _lipsync_driving_video(
     )
 
 
+def _clip_starts(
+    segments: SegmentsManifest, audio: AudioManifest, crossfade_frames: tuple[int, ...]
+) -> tuple[float, ...]:
+    """Where each narration clip starts in the stitched MP4, seconds: each segment after the
+    previous one less the cross-fade (frames); a driving video's one segment carries the clips
+    end to end."""
+    if segments.audio is not None:  # one continuous narration (driving video)
+        durations = [c.duration_s for c in audio.clips]
+        return tuple(float(sum(durations[:i])) for i in range(len(durations)))
+    joins = len(segments.segments) - 1
+    fades = [*crossfade_frames, *[0] * (joins - len(crossfade_frames))]  # none: no fades
+    starts, frames = [0.0], 0
+    for seg, fade in zip(segments.segments[:-1], fades, strict=True):
+        frames += seg.frames - fade
+        starts.append(frames / segments.fps)
+    return tuple(starts)
+
+
 @dg.asset(
     partitions_def=user_partitions,
     group_name=GROUP,
@@ -474,7 +492,7 @@ def stitched_mp4(
     crossfade = request.options.crossfade_s
     content.asset_dir(request.user_id, request.request_id, "stitched_mp4")
     out = content.request_dir(request.user_id, request.request_id) / TALKING_HEAD_MP4
-    stitch_segments(
+    stitched = stitch_segments(
         [content.local_file(s.path) for s in lipsync_segments.segments],
         out,
         crossfade_s=crossfade,
@@ -502,6 +520,7 @@ def stitched_mp4(
         av_drift_s=info.av_drift_s,
         faststart=is_faststart(out),
         target_lufs=request.options.target_lufs,
+        clip_starts_s=_clip_starts(lipsync_segments, normalized_audio, stitched.crossfade_frames),
     )
     return dg.MaterializeResult(
         value=manifest,

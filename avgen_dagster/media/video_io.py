@@ -191,6 +191,27 @@ def read_video_frames(path: Path | str) -> Iterator[np.ndarray]:
         raise MediaError(f"cannot decode video {path}: {exc}") from exc
 
 
+def frame_at(path: Path | str, t_s: float) -> np.ndarray | None:
+    """The first video frame at or after ``t_s`` seconds (a seek to the keyframe before it,
+    then decoding forward), as RGB uint8 ``(H, W, 3)``; None when the video ends before.
+
+    Raises:
+        MediaError: missing file, no video stream, or a decode error.
+    """
+    try:
+        with open_media(path, "video file") as container:
+            if not container.streams.video:
+                raise MediaError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            container.seek(int(max(t_s, 0.0) * 1e6))  # microseconds, default stream time base
+            for frame in container.decode(stream):
+                if frame.time is None or frame.time >= t_s - 1e-6:
+                    return frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode video {path}: {exc}") from exc
+    return None
+
+
 @dataclass(frozen=True)
 class EncodedVideo:
     """Result of :func:`encode_video_mp4`.
