@@ -27,9 +27,11 @@ import av
 import numpy as np
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media import i420
 from avgen_dagster.media.captions import Sentence
 from avgen_dagster.media.faces import load_image_rgb
 from avgen_dagster.media.framing import Framer, pan_zoom_frame, plan_framing
+from avgen_dagster.media.i420 import Planes
 from avgen_dagster.media.words import WordTiming
 
 __all__ = [
@@ -140,7 +142,11 @@ class BrollSource(Protocol):
     """Pictures of one cutaway."""
 
     def frame(self, t_s: float, progress: float) -> np.ndarray:
-        """The picture ``t_s`` seconds into the cutaway (``progress`` 0..1 through it)."""
+        """The RGB picture ``t_s`` seconds into the cutaway (``progress`` 0..1 through it)."""
+        ...
+
+    def frame_i420(self, t_s: float, progress: float, out: Planes) -> None:
+        """The same picture written into the planes of an I420 output picture."""
         ...
 
     def close(self) -> None:
@@ -152,12 +158,18 @@ class _ImageBroll:
     """A still image with a slow pan-and-zoom."""
 
     def __init__(self, path: Path, width: int, height: int, variant: int) -> None:
-        self.image = load_image_rgb(path)
+        image = load_image_rgb(path)
+        h, w = image.shape[:2]
+        self.image = np.ascontiguousarray(image[: h // 2 * 2, : w // 2 * 2])
+        self.planes = i420.planes(i420.from_rgb(self.image))
         self.size = (width, height)
         self.drift = (0.04, -0.03) if variant % 2 == 0 else (-0.04, 0.03)
 
     def frame(self, t_s: float, progress: float) -> np.ndarray:
         return pan_zoom_frame(self.image, *self.size, progress, drift=self.drift)
+
+    def frame_i420(self, t_s: float, progress: float, out: Planes) -> None:
+        i420.pan_zoom_i420(self.planes, out, progress, drift=self.drift)
 
     def close(self) -> None:
         return None
@@ -168,19 +180,19 @@ class _ClipBroll:
 
     def __init__(self, path: Path, width: int, height: int) -> None:
         self.path, self.size = path, (width, height)
-        self._framer: Framer | None = None
-        self._frames: Iterator[tuple[float, np.ndarray]] | None = None
+        self._framers: tuple[Framer, i420.I420Framer] | None = None
+        self._frames: Iterator[tuple[float, av.VideoFrame]] | None = None
         self._container: av.container.InputContainer | None = None
         self._period = 1 / 25
         self._offset = 0.0
-        self._last: tuple[float, np.ndarray] | None = None
-        self._next: tuple[float, np.ndarray] | None = None
+        self._last: tuple[float, av.VideoFrame] | None = None
+        self._next: tuple[float, av.VideoFrame] | None = None
         self._open()
         if self._next is None:
             raise InvalidInputError(f"b-roll clip {path.name} has no video frames")
 
     def _open(self) -> None:
-        """(Re)open the clip; ``_next`` becomes its first frame (clip time, RGB)."""
+        """(Re)open the clip; ``_next`` becomes its first frame (clip time, frame)."""
         self.close()
         try:
             self._container = av.open(str(self.path))
@@ -193,21 +205,22 @@ class _ClipBroll:
         base = stream.start_time or 0
         container = self._container
 
-        def gen() -> Iterator[tuple[float, np.ndarray]]:
+        def gen() -> Iterator[tuple[float, av.VideoFrame]]:
             for f in container.decode(stream):
                 t = float((f.pts - base) * stream.time_base) if f.pts is not None else 0.0
-                yield t, f.to_ndarray(format="rgb24")
+                yield t, f
 
         self._frames = gen()
         self._next = next(self._frames, None)
 
-    def _fit(self, rgb: np.ndarray) -> np.ndarray:
-        if self._framer is None:
-            h, w = rgb.shape[:2]
-            self._framer = Framer(plan_framing(w, h, *self.size, fit="cover"))
-        return self._framer.apply(rgb)
+    def _fitters(self, frame: av.VideoFrame) -> tuple[Framer, i420.I420Framer]:
+        if self._framers is None:
+            w, h = frame.width // 2 * 2, frame.height // 2 * 2
+            plan = plan_framing(w, h, *self.size, fit="cover")
+            self._framers = (Framer(plan), i420.I420Framer(plan))
+        return self._framers
 
-    def frame(self, t_s: float, progress: float) -> np.ndarray:
+    def _current(self, t_s: float) -> av.VideoFrame:
         while True:
             if self._next is None:  # the clip ended: play it again from one period later
                 end = (self._last[0] if self._last else self._offset) + self._period
@@ -218,8 +231,21 @@ class _ClipBroll:
                 break
             self._last = (self._next[0] + self._offset, self._next[1])
             self._next = next(self._frames, None)
-        picture = self._last[1] if self._last is not None else self._next[1]
-        return self._fit(picture)
+        return self._last[1] if self._last is not None else self._next[1]
+
+    def frame(self, t_s: float, progress: float) -> np.ndarray:
+        picture = self._current(t_s)
+        framer = self._fitters(picture)[0]
+        rgb = picture.to_ndarray(format="rgb24")
+        return framer.apply(np.ascontiguousarray(rgb[: framer.plan.src_h, : framer.plan.src_w]))
+
+    def frame_i420(self, t_s: float, progress: float, out: Planes) -> None:
+        picture = self._current(t_s)
+        framer = self._fitters(picture)[1]
+        p = framer.plan
+        y, u, v = i420.frame_planes(picture)
+        hw, hh = p.src_w // 2, p.src_h // 2
+        framer.apply((y[: p.src_h, : p.src_w], u[:hh, :hw], v[:hh, :hw]), out)
 
     def close(self) -> None:
         if self._container is not None:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media import i420
 from avgen_dagster.media.captions import CaptionTrack, Cue
 
 __all__ = [
@@ -205,6 +206,33 @@ def highlighted_word(cue: Cue, t_s: float) -> int | None:
     return current
 
 
+@dataclass(frozen=True)
+class _I420Layer:
+    """A caption layer converted once for I420 pictures (premultiplied Y, U, V)."""
+
+    premultiplied: tuple[np.ndarray, np.ndarray, np.ndarray]
+    premultiplied_highlight: tuple[np.ndarray, np.ndarray, np.ndarray]
+    inverse_alpha: tuple[np.ndarray, np.ndarray]
+
+
+def _i420_layer(layer: CaptionLayer) -> _I420Layer:
+    h, w = layer.alpha.shape
+    a_half = cv2.resize(layer.alpha, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+
+    def premultiplied(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y, u, v = i420.planes(i420.from_rgb(rgb))
+        return (
+            cv2.multiply(y, layer.alpha, scale=1 / 255),
+            cv2.multiply(u, a_half, scale=1 / 255),
+            cv2.multiply(v, a_half, scale=1 / 255),
+        )
+
+    return _I420Layer(
+        premultiplied(layer.rgb), premultiplied(layer.rgb_highlight),
+        (255 - layer.alpha, 255 - a_half),
+    )  # fmt: skip
+
+
 class CaptionRenderer:
     """Draws a :class:`CaptionTrack` onto frames of one size.
 
@@ -230,6 +258,7 @@ class CaptionRenderer:
         load_font(self.font_path, self.font_px)  # fail early on a bad font
         self.safe_box = title_safe_box(width, height, self.style.safe_fraction)
         self._layers: dict[int, CaptionLayer] = {}
+        self._i420: dict[int, _I420Layer] = {}
 
     def layer(self, index: int) -> CaptionLayer:
         """The rasterised layer of cue ``index`` (built on first use, then cached)."""
@@ -260,6 +289,7 @@ class CaptionRenderer:
         widths = [math.ceil(font.getlength(line)) for line in cue.lines]
         w = max(widths) + 2 * stroke + 2
         h = pitch * (len(cue.lines) - 1) + ascent + descent + 2 * stroke + 2
+        w, h = w + w % 2, h + h % 2  # even: the layer also blends onto I420 pictures
         outer, inner = Image.new("L", (w, h), 0), Image.new("L", (w, h), 0)
         d_outer, d_inner = ImageDraw.Draw(outer), ImageDraw.Draw(inner)
         spans: list[tuple[int, int, int, int]] = []
@@ -303,17 +333,25 @@ class CaptionRenderer:
             inverse_alpha=255 - a3,
         )
 
+    @staticmethod
+    def _even_within(pos: int, size: int, lo: int, hi: int) -> int:
+        """``pos`` moved to an even pixel (for I420 chroma), staying inside ``[lo, hi)``."""
+        pos += pos % 2
+        return pos - 2 if pos + size > hi and pos - 2 >= lo else pos
+
     def _layer_x(self, w: int) -> int:
         x0, _, x1, _ = self.safe_box
-        return max(x0, x0 + (x1 - x0 - w) // 2)
+        return self._even_within(max(x0, x0 + (x1 - x0 - w) // 2), w, x0, x1)
 
     def _layer_y(self, h: int) -> int:
         _, y0, _, y1 = self.safe_box
         if self.style.position == "top":
-            return y0
-        if self.style.position == "center":
-            return max(y0, (self.height - h) // 2)
-        return max(y0, y1 - h)
+            y = y0
+        elif self.style.position == "center":
+            y = max(y0, (self.height - h) // 2)
+        else:
+            y = max(y0, y1 - h)
+        return self._even_within(y, h, y0, y1)
 
     def cue_index_at(self, t_s: float) -> int | None:
         """Index of the cue shown at ``t_s`` seconds, or None."""
@@ -357,3 +395,46 @@ class CaptionRenderer:
         # "over" with premultiplied colour: out = fg * a + bg * (1 - a), in 8 bits (OpenCV)
         cv2.add(cv2.multiply(region, layer.inverse_alpha, scale=1 / 255), fg, dst=region)
         return frame
+
+    def render_i420(self, picture: np.ndarray, t_s: float) -> np.ndarray:
+        """:meth:`render` for an I420 picture (see :mod:`avgen_dagster.media.i420`), in place.
+
+        Args:
+            picture: uint8 ``(H * 3 // 2, W)`` I420 buffer of the renderer's size.
+            t_s: time on the narration's timeline, seconds.
+
+        Returns:
+            ``picture``.
+
+        Raises:
+            InvalidInputError: ``picture`` has another shape or dtype.
+        """
+        h, w = self.height, self.width
+        if picture.shape != (h * 3 // 2, w) or picture.dtype != np.uint8:
+            raise InvalidInputError(
+                f"I420 caption pictures must be uint8 ({h * 3 // 2}, {w}), got "
+                f"{picture.dtype} {picture.shape}"
+            )
+        index = self.cue_index_at(t_s)
+        if index is None:
+            return picture
+        layer = self.layer(index)
+        if index not in self._i420:
+            self._i420 = {k: v for k, v in self._i420.items() if k in self._layers}
+            self._i420[index] = _i420_layer(layer)
+        yuv = self._i420[index]
+        fg = list(yuv.premultiplied)
+        word = highlighted_word(self.track.cues[index], t_s)
+        if word is not None and word < len(layer.word_spans):
+            x0, x1, y0, y1 = layer.word_spans[word]
+            for k, div in enumerate((1, 2, 2)):
+                fg[k] = fg[k].copy()
+                box = np.s_[y0 // div : -(-y1 // div), x0 // div : -(-x1 // div)]
+                fg[k][box] = yuv.premultiplied_highlight[k][box]
+        planes = i420.planes(picture)
+        bx0, by0, bx1, by1 = layer.box
+        for k, div in enumerate((1, 2, 2)):
+            region = planes[k][by0 // div : by1 // div, bx0 // div : bx1 // div]
+            inverse = yuv.inverse_alpha[0 if div == 1 else 1]
+            cv2.add(cv2.multiply(region, inverse, scale=1 / 255), fg[k], dst=region)
+        return picture

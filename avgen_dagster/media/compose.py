@@ -27,6 +27,7 @@ import av
 import numpy as np
 
 from avgen_dagster.errors import InvalidInputError, MediaError
+from avgen_dagster.media import i420
 from avgen_dagster.media.audio_conform import conform_delivered_audio
 from avgen_dagster.media.audio_io import read_wav
 from avgen_dagster.media.bed import BedMix, DuckingSettings, mix_with_bed
@@ -41,9 +42,10 @@ from avgen_dagster.media.captions import (
 )
 from avgen_dagster.media.decode import read_audio_track
 from avgen_dagster.media.faces import FaceLandmarker, default_landmarker
-from avgen_dagster.media.framing import FaceAnchor, Framer, format_size, plan_framing
+from avgen_dagster.media.framing import FaceAnchor, format_size, plan_framing
+from avgen_dagster.media.i420 import I420Framer, Planes
 from avgen_dagster.media.probe import is_faststart, probe_media
-from avgen_dagster.media.rungs import LadderEncoder, ladder_for, to_yuv420_frame
+from avgen_dagster.media.rungs import LadderEncoder, ladder_for
 from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, read_video_frames
 from avgen_dagster.media.words import WordTiming
 
@@ -206,12 +208,13 @@ def _face_anchor(frame: np.ndarray, landmarker: FaceLandmarker | None) -> FaceAn
 
 
 class _Compositor:
-    """Builds output frame i from talking-head frame i (framing, b-roll, PiP, captions)."""
+    """Builds output picture i (I420) from talking-head frame i: framing, b-roll, PiP,
+    captions, all plane by plane (:mod:`avgen_dagster.media.i420`)."""
 
     def __init__(
         self,
-        framer: Framer,
-        inset: Framer | None,
+        framer: I420Framer,
+        inset: I420Framer | None,
         cutaways: Sequence[Cutaway],
         sources: Sequence[BrollSource],
         captions: CaptionRenderer | None,
@@ -221,9 +224,9 @@ class _Compositor:
         self.sources, self.captions, self.fps = sources, captions, fps
         plan = framer.plan
         iw, ih = (inset.plan.out_w, inset.plan.out_h) if inset else (0, 0)
-        border = max(2, round(0.006 * plan.out_w))
+        border = max(2, round(0.003 * plan.out_w)) * 2
         top = captions is None or captions.style.position != "top"
-        margin_x, margin_y = round(0.05 * plan.out_w), round(0.05 * plan.out_h)
+        margin_x, margin_y = round(0.025 * plan.out_w) * 2, round(0.025 * plan.out_h) * 2
         y = margin_y + border if top else plan.out_h - margin_y - ih - border
         self._inset_at = (plan.out_w - margin_x - iw - border, y, border)
 
@@ -233,34 +236,56 @@ class _Compositor:
                 return k
         return None
 
-    def frame(self, i: int, talking: np.ndarray) -> np.ndarray:
+    def _put_inset(self, out: Planes, talking: Planes) -> None:
+        assert self.inset is not None
+        x, y, b = self._inset_at
+        w, h = self.inset.plan.out_w, self.inset.plan.out_h
+        for k, div in enumerate((1, 2, 2)):
+            out[k][(y - b) // div : (y + h + b) // div, (x - b) // div : (x + w + b) // div] = (
+                i420.WHITE[k]
+            )
+        views = tuple(
+            out[k][y // div : (y + h) // div, x // div : (x + w) // div]
+            for k, div in enumerate((1, 2, 2))
+        )
+        self.inset.apply(talking, views)  # type: ignore[arg-type]
+
+    def frame(self, i: int, talking: av.VideoFrame) -> np.ndarray:
+        """The I420 picture of frame ``i`` (a new buffer)."""
         t = i / self.fps
+        plan = self.framer.plan
+        picture = i420.new_picture(plan.out_w, plan.out_h)
+        out = i420.planes(picture)
+        source = i420.frame_planes(talking)
         k = self._cutaway_at(t)
         if k is None:
-            out = self.framer.apply(talking)
+            self.framer.apply(source, out)
         else:
             c = self.cutaways[k]
-            out = self.sources[k].frame(t - c.start_s, (t - c.start_s) / (c.end_s - c.start_s))
+            progress = (t - c.start_s) / (c.end_s - c.start_s)
+            self.sources[k].frame_i420(t - c.start_s, progress, out)
             if self.inset is not None:
-                x, y, b = self._inset_at
-                small = self.inset.apply(talking)
-                h, w = small.shape[:2]
-                out[y - b : y + h + b, x - b : x + w + b] = 255
-                out[y : y + h, x : x + w] = small
+                self._put_inset(out, source)
         if self.captions is not None:
-            self.captions.render(out, t)
-        return out
+            self.captions.render_i420(picture, t)
+        return picture
 
 
 def _frames(
     talking_head: Path, compositor: _Compositor, ladder: LadderEncoder | None, gop: int
 ) -> Iterator[av.VideoFrame]:
     """Composed frames as yuv420p, each also handed to the lower rungs' encoders."""
-    for i, frame in enumerate(read_video_frames(talking_head)):
-        yuv = to_yuv420_frame(compositor.frame(i, frame))
-        if ladder is not None:
-            ladder.add(yuv, keyframe=i % gop == 0)
-        yield yuv
+    try:
+        with av.open(str(talking_head)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for i, frame in enumerate(container.decode(stream)):
+                yuv = i420.to_video_frame(compositor.frame(i, frame))
+                if ladder is not None:
+                    ladder.add(yuv, keyframe=i % gop == 0)
+                yield yuv
+    except av.FFmpegError as exc:
+        raise MediaError(f"cannot decode {talking_head.name}: {exc}") from exc
 
 
 def _open_ladder(
@@ -309,7 +334,7 @@ def _broll_plan(
     counts: Sequence[int] | None,
     broll: Sequence[Path | str],
     opts: ComposeOptions,
-) -> tuple[list[Cutaway], list[BrollSource], Framer | None]:
+) -> tuple[list[Cutaway], list[BrollSource], I420Framer | None]:
     """Cutaways, their picture sources and the speaker inset (``pip``)."""
     if opts.broll_mode == "none" or not broll:
         return [], [], None
@@ -326,7 +351,7 @@ def _broll_plan(
         sh, sw = src.first.shape[:2]
         iplan = plan_framing(sw, sh, side, round(side * 1.25) // 2 * 2, src.anchor,
                              eye_line=0.4, face_height_frac=0.5, crop_to_face=True)  # fmt: skip
-        inset = Framer(iplan, fill="blur")
+        inset = I420Framer(iplan, fill="blur")
     return cutaways, sources, inset
 
 
@@ -389,7 +414,7 @@ def compose_final_video(
     vtt = write_webvtt(track, vtt_path or output.with_suffix(".vtt"))
     srt = write_srt(track, srt_path or output.with_suffix(".srt"))
     mixed = _mix(src.path, Path(music) if music is not None else None, opts)
-    compositor = _Compositor(Framer(plan), inset, cutaways, sources, renderer, src.fps)
+    compositor = _Compositor(I420Framer(plan), inset, cutaways, sources, renderer, src.fps)
     gop = max(1, round(opts.gop_s * src.fps))
     ladder = _open_ladder(Path(ladder_dir) if ladder_dir else None, w, h, src.fps, opts)
     try:

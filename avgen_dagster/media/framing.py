@@ -245,6 +245,11 @@ class Framer:
         fill_dim: brightness factor of the ``blur`` fill (0..1).
         blur_frac: Gaussian sigma of the fill as a fraction of the output's shorter side.
         feather_frac: width of the seam blend as a fraction of the output's shorter side.
+        fill_offset: the value dimming pulls towards: 0 for RGB, 16 for a Y plane and 128
+            for a U or V plane (BT.601 limited range black).
+
+    Frames may be RGB ``(H, W, 3)`` or single planes ``(H, W)`` (e.g. I420 planes, see
+    :mod:`avgen_dagster.media.i420`).
 
     Raises:
         InvalidInputError: a setting out of range.
@@ -258,12 +263,13 @@ class Framer:
         fill_dim: float = 0.7,
         blur_frac: float = 0.04,
         feather_frac: float = 0.05,
+        fill_offset: float = 0.0,
     ) -> None:
         if fill not in ("auto", "extend", "blur") or not 0 <= fill_dim <= 1:
             raise InvalidInputError(f"bad fill settings: {fill!r}, dim {fill_dim}")
         if not 0 < blur_frac < 0.5 or not 0 <= feather_frac < 0.2:
             raise InvalidInputError(f"bad fill settings: blur {blur_frac}, feather {feather_frac}")
-        self.plan, self.fill_dim = plan, fill_dim
+        self.plan, self.fill_dim, self.fill_offset = plan, fill_dim, fill_offset
         x0, y0, x1, y1 = self._rect = plan.visible
         only_headroom = x0 == 0 and x1 == plan.out_w and plan.fill_fraction <= 0.25
         self.fill_mode = ("extend" if only_headroom else "blur") if fill == "auto" else fill
@@ -316,7 +322,8 @@ class Framer:
         part = big[sy : sy + (y1 - y0), sx : sx + (x1 - x0)]
         short_y, short_x = (y1 - y0) - part.shape[0], (x1 - x0) - part.shape[1]
         if short_x > 0 or short_y > 0:  # rounding left the crop a pixel short: repeat edges
-            part = np.pad(part, ((0, max(0, short_y)), (0, max(0, short_x)), (0, 0)), "edge")
+            pad = [(0, max(0, short_y)), (0, max(0, short_x))] + [(0, 0)] * (part.ndim - 2)
+            part = np.pad(part, pad, "edge")
         return part
 
     def _small_canvas(self, frame: np.ndarray) -> np.ndarray:
@@ -331,7 +338,8 @@ class Framer:
             small = cv2.resize(frame[cy0:cy1, cx0:cx1], self._small, interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), self._sigma)
         if self.fill_dim < 1 and self.fill_mode == "blur":
-            small = cv2.convertScaleAbs(small, alpha=self.fill_dim)
+            beta = self.fill_offset * (1 - self.fill_dim)
+            small = cv2.convertScaleAbs(small, alpha=self.fill_dim, beta=beta)
         return small
 
     def _upscaled(self, small: np.ndarray, band: tuple[int, int, int, int]) -> np.ndarray:
@@ -343,25 +351,34 @@ class Framer:
         up = cv2.resize(small[r0:r1, c0:c1], ((c1 - c0) * k, (r1 - r0) * k))
         return up[y0 - r0 * k : y1 - r0 * k, x0 - c0 * k : x1 - c0 * k]
 
-    def apply(self, frame: np.ndarray) -> np.ndarray:
+    def apply(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Frame one source picture.
 
         Args:
-            frame: (src_h, src_w, 3) uint8 RGB.
+            frame: (src_h, src_w, 3) uint8 RGB, or one (src_h, src_w) uint8 plane.
+            out: where to write, (out_h, out_w[, 3]) uint8 (a view is fine); default new.
 
         Returns:
-            (out_h, out_w, 3) uint8 RGB, a new array.
+            ``out`` (or a new (out_h, out_w[, 3]) uint8 array).
 
         Raises:
-            InvalidInputError: ``frame`` has another shape or dtype.
+            InvalidInputError: ``frame`` or ``out`` has another shape or dtype.
         """
         p = self.plan
-        if frame.shape != (p.src_h, p.src_w, 3) or frame.dtype != np.uint8:
+        if (
+            frame.shape[:2] != (p.src_h, p.src_w)
+            or frame.ndim not in (2, 3)
+            or frame.dtype != np.uint8
+        ):
             raise InvalidInputError(
-                f"framing expects uint8 frames of shape ({p.src_h}, {p.src_w}, 3), got "
+                f"framing expects uint8 frames of shape ({p.src_h}, {p.src_w}[, 3]), got "
                 f"{frame.dtype} {frame.shape}"
             )
-        out = np.empty((p.out_h, p.out_w, 3), np.uint8)
+        shape = (p.out_h, p.out_w, *frame.shape[2:])
+        if out is None:
+            out = np.empty(shape, np.uint8)
+        elif out.shape != shape or out.dtype != np.uint8:
+            raise InvalidInputError(f"framing output must be uint8 {shape}, got {out.shape}")
         x0, y0, x1, y1 = self._rect
         under: list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]] = []
         if self._bands:
@@ -371,11 +388,13 @@ class Framer:
                 out[by0:by1, bx0:bx1] = self._upscaled(small, band)
             f = self._feather
             ramp = (np.arange(f, dtype=np.float32) + 0.5) / max(f, 1)
+            rows = ramp.reshape(-1, 1, *(1,) * (frame.ndim - 2))
+            cols = ramp.reshape(1, -1, *(1,) * (frame.ndim - 2))
             seams = [
-                (y0 > 0, np.s_[y0 : y0 + f, x0:x1], ramp[:, None, None]),
-                (y1 < p.out_h, np.s_[y1 - f : y1, x0:x1], ramp[::-1, None, None]),
-                (x0 > 0, np.s_[y0:y1, x0 : x0 + f], ramp[None, :, None]),
-                (x1 < p.out_w, np.s_[y0:y1, x1 - f : x1], ramp[None, ::-1, None]),
+                (y0 > 0, np.s_[y0 : y0 + f, x0:x1], rows),
+                (y1 < p.out_h, np.s_[y1 - f : y1, x0:x1], rows[::-1]),
+                (x0 > 0, np.s_[y0:y1, x0 : x0 + f], cols),
+                (x1 < p.out_w, np.s_[y0:y1, x1 - f : x1], cols[:, ::-1]),
             ]
             under = [(sl, out[sl].copy(), w) for on, sl, w in seams if on and f > 0]
         if x1 > x0 and y1 > y0:
@@ -393,19 +412,24 @@ def pan_zoom_frame(
     *,
     zoom: float = 1.12,
     drift: tuple[float, float] = (0.04, -0.03),
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """One frame of a slow pan-and-zoom ("Ken Burns") over a still image, cover-framed.
 
+    The geometry scales with the sizes, so the planes of an I420 picture (chroma at half
+    size) framed separately stay aligned.
+
     Args:
-        image: (h, w, 3) uint8 RGB.
+        image: (h, w, 3) uint8 RGB or one (h, w) uint8 plane.
         out_w: output width, pixels.
         out_h: output height, pixels.
         progress: 0 at the start of the shot, 1 at its end.
         zoom: scale at ``progress`` 1 relative to cover scale at 0.
         drift: pan over the shot as a fraction of the output size (x, y).
+        out: where to write (out_h, out_w[, 3]) (a view is fine); default a new array.
 
     Returns:
-        (out_h, out_w, 3) uint8 RGB.
+        (out_h, out_w[, 3]) uint8.
     """
     h, w = image.shape[:2]
     p = min(1.0, max(0.0, progress))
@@ -422,6 +446,10 @@ def pan_zoom_frame(
         )
         s = s * w / image.shape[1]
     matrix = np.array([[s, 0.0, ox], [0.0, s, oy]], np.float64)
-    return cv2.warpAffine(
-        image, matrix, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    if out is None:
+        out = np.empty((out_h, out_w, *image.shape[2:]), np.uint8)
+    cv2.warpAffine(
+        image, matrix, (out_w, out_h), dst=out, flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )  # fmt: skip
+    return out

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media import i420
 from avgen_dagster.media.caption_render import (
     CaptionRenderer,
     CaptionStyle,
@@ -146,3 +147,23 @@ def test_render_rejects_wrong_frames_and_leaves_frames_without_cue_alone() -> No
     assert np.array_equal(renderer.render(frame.copy(), 0.1), frame)
     with pytest.raises(InvalidInputError, match="uint8"):
         renderer.render(np.zeros((360, 640, 3), np.float32), 2.1)
+
+
+def test_i420_rendering_matches_rgb_rendering_and_changes_only_the_caption_area() -> None:
+    words = words_of("Sunlight contains every colour of the rainbow")
+    track = build_cues(words, rules=CaptionRules(max_chars_per_line=26))
+    renderer = CaptionRenderer(track, 1080, 1920)
+    t = words[3].start_s + 0.01
+    plain = background(1080, 1920)
+    expected = i420.from_rgb(renderer.render(plain.copy(), t))
+    before = i420.from_rgb(plain)
+    drawn = renderer.render_i420(before.copy(), t)
+    diff = np.abs(drawn.astype(int) - expected)
+    # equal but for chroma subsampling at glyph edges (blend-then-subsample vs the reverse)
+    assert diff.mean() < 0.2 and np.percentile(diff, 99.9) <= 12
+    changed = i420.planes(drawn)[0] != i420.planes(before)[0]
+    x0, y0, x1, y1 = renderer.layer(renderer.cue_index_at(t)).box
+    assert changed.sum() > 2000 and not changed[:y0].any() and not changed[y1:].any()
+    assert x0 % 2 == y0 % 2 == x1 % 2 == y1 % 2 == 0  # chroma-aligned
+    with pytest.raises(InvalidInputError, match="I420"):
+        renderer.render_i420(np.zeros((1920, 1080), np.uint8), t)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media import i420
 from avgen_dagster.media.faces import load_image_rgb, require_face
 from avgen_dagster.media.framing import (
     FORMATS,
@@ -17,6 +18,7 @@ from avgen_dagster.media.framing import (
     pan_zoom_frame,
     plan_framing,
 )
+from avgen_dagster.media.i420 import I420Framer
 from tests.conftest import SAMPLE_PORTRAIT
 
 EYE = (255, 0, 0)
@@ -153,3 +155,20 @@ def test_bad_input() -> None:
     framer = Framer(plan_framing(64, 64, 128, 128))
     with pytest.raises(InvalidInputError, match="uint8"):
         framer.apply(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_i420_framing_matches_rgb_framing() -> None:
+    img = synthetic_portrait(512, 512, (230, 110), 40)
+    anchor = FaceAnchor(230, 110, 128)
+    for fit in ("face", "contain"):
+        plan = plan_framing(512, 512, 1080, 1920, anchor, fit=fit)
+        rgb = Framer(plan).apply(img)
+        picture = i420.new_picture(1080, 1920)
+        I420Framer(plan).apply(i420.planes(i420.from_rgb(img)), i420.planes(picture))
+        expected = i420.from_rgb(rgb)
+        y, yr = i420.planes(picture)[0].astype(int), i420.planes(expected)[0].astype(int)
+        assert np.abs(y - yr).mean() < 1.5, fit  # same geometry plane by plane
+        u, ur = i420.planes(picture)[1].astype(int), i420.planes(expected)[1].astype(int)
+        assert np.abs(u - ur).mean() < 4.0, fit  # chroma blurred at half size: close
+    with pytest.raises(InvalidInputError, match="even"):
+        I420Framer(plan_framing(511, 512, 1080, 1920))
