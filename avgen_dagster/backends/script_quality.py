@@ -103,6 +103,8 @@ CHATTER_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\bI (?:have |'ve )?(?:kept|made|tried to (?:make|keep)) (?:it|the (?:script|text|"
         r"language|tone|narration|sentences))\b",
         r"\bchanges such as\b",
+        r"\byou(?:'ve| have) got it right\b|\byou(?:'re| are) (?:absolutely |exactly )?right\b",
+        r"\b(?:stay safe and|enjoy your day|have a (?:great|nice|good|wonderful) day)\b",
         r"\bas an ai\b|\blanguage model\b|\bI'm an ai\b|\bI am an ai\b",
         r"\b(?:I hope (?:this|that|you (?:enjoy|found|like))|hope this helps|happy to help|"
         r"glad to help|thank you for (?:reading|your request|asking))\b",

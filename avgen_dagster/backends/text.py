@@ -16,8 +16,8 @@ How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measur
 ``benchmarks/script_quality.py`` on the 30 prompts of ``benchmarks/prompts/``):
 
 - prompting: a teacher persona in the system turn and the user's own question in the user
-  turn; an audience phrase ("to a curious ten-year-old") moves to the system turn as "use
-  simple words" (:func:`split_audience`);
+  turn, without an audience phrase such as "to a curious ten-year-old"
+  (:func:`split_audience`);
 - decoding: the first candidate greedy, later ones sampled (temperature 0.4, top-p 0.9), all
   with repetition penalty 1.1 and no repeated 4-gram; end-of-text suppressed until ~80 % of
   the words exist, generation stopped once ``max_words`` plus a margin exist; one torch
@@ -145,6 +145,7 @@ class VerbatimScript:
 
 _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]*_]*$")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]*_]*(?=\s)")
+_HEADING_FRAGMENT = re.compile(r"^To [a-z]+\b[^,;:]{0,60}[.!]$")
 
 
 def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
@@ -153,8 +154,10 @@ def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
     Steps: cut an unfinished last sentence (text after the last ``.``/``!``/``?`` when the
     output does not end with one); :func:`~avgen_dagster.backends.textproc.clean_text`;
     drop an unfinished last sentence; (``strip``) drop chatter sentences
-    (:func:`~avgen_dagster.backends.script_quality.is_chatter`) and sentences that repeat an
-    earlier one; keep whole sentences within ``max_words``.
+    (:func:`~avgen_dagster.backends.script_quality.is_chatter`), sentences without letters
+    (list numbers), a first sentence that only echoes the task ("To make fluffy
+    pancakes.") and sentences that repeat an earlier one; keep whole sentences within
+    ``max_words``.
 
     Returns:
         The narration, or ``""`` when nothing speakable remains.
@@ -173,8 +176,10 @@ def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
     if strip:
         kept: list[str] = []
         for sentence in split_sentences(text):
-            if is_chatter(sentence):
-                continue
+            if is_chatter(sentence) or not re.search(r"[A-Za-z]", sentence):
+                continue  # chatter, or a list number left alone ("6.")
+            if not kept and _HEADING_FRAGMENT.match(sentence):
+                continue  # "To make fluffy pancakes." echoing the prompt as a heading
             if kept and repeated_sentences(" ".join([*kept, sentence])) > 0:
                 continue
             kept.append(sentence)
@@ -200,13 +205,12 @@ TUNED_SYSTEM_PROMPT = (
 )
 """The tuned system prompt. A teacher persona and the user's own question gave the most
 factual SmolLM2 answers here; "narration for a video" made the model talk about stories
-and scripts, and long negative instructions get copied into the output."""
-
-CHILD_AUDIENCE_HINT = " Use simple words that a child understands."
-"""Added to the system prompt when the prompt's audience is a child (see
-:func:`split_audience`): "Explain to a curious ten-year-old ..." in the user turn made
-SmolLM2 drift into make-believe; the same question without the audience, with this hint,
-kept to the facts."""
+and scripts, and long negative instructions get copied into the output. An audience
+("Explain to a curious ten-year-old ...", "Tell it to a curious kid") is left out
+(:func:`split_audience`): in the user turn, or as "Use simple words that a child
+understands." in the system turn, it made SmolLM2 drift into make-believe and baby talk
+("They're our friends. They're always smiling."); the teacher persona already speaks
+plainly. The OpenAI-compatible backend receives the prompt as written."""
 
 _AUDIENCE_LEAD = re.compile(
     r"^\s*(?P<verb>explain|describe|tell|teach)(?: me| us)?(?: it)?\s+(?:to|for)\s+"
@@ -219,7 +223,6 @@ _AUDIENCE_TAIL = re.compile(
     r"(?:to|for)\s+(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*[.!]?\s*$",
     re.IGNORECASE,
 )
-_CHILD_WORDS = re.compile(r"\b(?:child|children|kids?|year[- ]old|toddler|little one)", re.I)
 
 
 def split_audience(prompt: str) -> tuple[str, str | None]:
@@ -265,8 +268,8 @@ class WriterSettings:
             torch's default otherwise; ``None`` leaves torch's setting.
         legacy_retry: The original loop: one greedy attempt, one sampled retry only when
             the text is too short, no ranking.
-        separate_audience: Move "to a curious ten-year-old" out of the user turn
-            (:func:`split_audience`); a child audience adds :data:`CHILD_AUDIENCE_HINT`.
+        separate_audience: Leave "to a curious ten-year-old" out of the user turn
+            (:func:`split_audience`; see :data:`TUNED_SYSTEM_PROMPT`).
     """
 
     system_prompt: str = TUNED_SYSTEM_PROMPT
@@ -410,11 +413,7 @@ class SmolLM2ScriptWriter:
     def _encode(self, tok: Any, prompt: str, max_words: int) -> dict[str, Any]:
         system = self.settings.system_prompt.format(words=max_words)
         if self.settings.separate_audience:
-            prompt, audience = split_audience(prompt)
-            if audience and _CHILD_WORDS.search(audience):
-                system += CHILD_AUDIENCE_HINT
-            elif audience:
-                system += f" Your listener is {audience}."
+            prompt, _ = split_audience(prompt)
         user = self.settings.user_template.format(prompt=prompt, words=max_words)
         if getattr(tok, "chat_template", None):
             messages = [

@@ -201,7 +201,8 @@ def _tidy_punctuation(text: str) -> str:
     text = re.sub(r"([!?])\1+", r"\1", text)  # "!!!" -> "!"
     text = re.sub(r"\.{4,}", "...", text)
     text = re.sub(r"\(\s*\)|\[\s*\]|\"\s*\"", " ", text)  # empty brackets / quotes
-    text = re.sub(r"([,;:.!?])(?=[A-Za-z\"])", r"\1 ", text)  # space after punctuation
+    # Space after punctuation before a word or an opening quote (not a closing one: "blue.")
+    text = re.sub(r"([,;:.!?])(?=[A-Za-z]|\"\w)", r"\1 ", text)
     # ...but not inside decimals, abbreviations like e.g. or times like 3:30.
     text = re.sub(r"(\d)([.,:]) (\d)", r"\1\2\3", text)
     text = re.sub(r"\b([a-zA-Z])\. ([a-zA-Z])\.", r"\1.\2.", text)
