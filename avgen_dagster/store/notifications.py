@@ -65,21 +65,39 @@ def create_due_notifications(session: Session, now: datetime, limit: int = 200) 
     created = 0
     for req in session.scalars(stmt):
         session.add(
-            Notification(
-                request_id=req.request_id,
-                kind=KIND_MESSAGE,
-                channel=req.notify_channel or "console",
-                recipient=req.notify_address,
-                status=NotificationStatus.PENDING.value,
-                attempts=0,
-                dispatches=0,
-                message_id=message_id_for(req.request_id),
-                created_at=now,
+            pending(
+                req.request_id, KIND_MESSAGE, message_id_for(req.request_id), now,
+                channel=req.notify_channel or "console", recipient=req.notify_address,
             )
-        )
+        )  # fmt: skip
         created += 1
     session.flush()
     return created
+
+
+def pending(
+    request_id: str,
+    kind: str,
+    message_id: str,
+    now: datetime,
+    *,
+    channel: str,
+    recipient: str | None = None,
+    target: str | None = None,
+) -> Notification:
+    """A new Pending notification row (nothing attempted or dispatched yet)."""
+    return Notification(
+        request_id=request_id,
+        kind=kind,
+        target=target,
+        channel=channel,
+        recipient=recipient,
+        status=NotificationStatus.PENDING.value,
+        attempts=0,
+        dispatches=0,
+        message_id=message_id,
+        created_at=now,
+    )
 
 
 def dispatch_due(
@@ -160,20 +178,11 @@ def create_due_webhooks(session: Session, now: datetime, limit: int = 200) -> in
     )
     created = 0
     for req in session.scalars(stmt):
+        message_id = webhook_message_id(req.request_id, req.attempt, req.status)
         session.add(
-            Notification(
-                request_id=req.request_id,
-                kind=KIND_WEBHOOK,
-                target=req.callback_url,
-                channel=WEBHOOK_CHANNEL,
-                recipient=None,
-                status=NotificationStatus.PENDING.value,
-                attempts=0,
-                dispatches=0,
-                message_id=webhook_message_id(req.request_id, req.attempt, req.status),
-                created_at=now,
-            )
-        )
+            pending(req.request_id, KIND_WEBHOOK, message_id, now,
+                    channel=WEBHOOK_CHANNEL, target=req.callback_url)
+        )  # fmt: skip
         created += 1
     session.flush()
     return created
