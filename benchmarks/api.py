@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import dagster as dg
 import httpx
 import psutil
 
@@ -222,6 +223,10 @@ def run_one(kind: str, url: str, work: Path, args: argparse.Namespace) -> None:
            "AVGEN_MEDIA_URL": f"http://127.0.0.1:{port}", "PYTHONPATH": str(REPO),
            "AVGEN_API_RATE_LIMIT": "10000000/minute",
            "AVGEN_API_SUBMIT_RATE_LIMIT": "10000000/minute"}  # fmt: skip
+    # Dagster's SQLite storage is created on first open; worker processes opening a fresh
+    # DAGSTER_HOME at once race on it ("table already exists"), so it is made here first, as
+    # `dagster dev` or the daemon has made it on any real deployment.
+    dg.DagsterInstance.from_config(str(home)).dispose()
     db = AppDatabase(url)
     started = time.perf_counter()
     plan = populate(db, content, args.clients, args.requests)
