@@ -38,6 +38,9 @@ MEDIA_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
     ".txt": "text/plain; charset=utf-8",
+    ".vtt": "text/vtt; charset=utf-8",
+    ".webvtt": "text/vtt; charset=utf-8",
+    ".srt": "application/x-subrip; charset=utf-8",
 }
 
 

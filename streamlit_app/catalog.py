@@ -36,6 +36,7 @@ CATALOG_ASSETS: tuple[str, ...] = (
     "music",
     "video_clips",
     "music_video",
+    "final_video",
 )
 CACHE_TTL_S = 60
 CACHE_MAX_ENTRIES = 512

@@ -251,6 +251,7 @@ class RequestForm:
     notify_time: time | None
     time_zone: str
     email: str
+    final_options: dict[str, Any] = field(default_factory=dict)  # format, captions, b-roll…
 
 
 def notify_at(form: RequestForm) -> datetime | None:
@@ -301,6 +302,7 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
             "clip_duration_s": float(form.clip_duration_s),
             "image_count": int(form.image_count),
             "clip_count": int(form.clip_count),
+            **form.final_options,
         },
         notify_at=notify_at(form),
         email=form.email.strip() or None,

@@ -36,9 +36,46 @@ def _path_in(item: portal.GalleryItem, path: str | None) -> str | None:
     return portal.relative_in_request(user_id, item.request_id, path)
 
 
+def _show_final(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
+    """The finished cut first: player with its captions track, downloads, the HLS ladder."""
+    rid, out = item.request_id, item.outputs
+    final = _path_in(item, out.final_video)
+    if final is None:
+        return
+    vtt = _path_in(item, out.captions_vtt)
+    subtitles = None
+    if vtt is not None and out.captions_vtt:
+        try:  # the player's captions track (on/off in its menu), served by Streamlit
+            subtitles = {"English": portal.content_tree().read_bytes(out.captions_vtt)}
+        except ContentStoreError:
+            subtitles = None
+    left, right = st.columns([2, 3])
+    left.video(portal.signed_url(user_id, rid, final), subtitles=subtitles)
+    views.append((rid, "final_video"))
+    with right:
+        info = assets.get("final_video", {})
+        if info.get("resolution"):
+            st.caption(
+                f"Final cut · {info.get('format', '')} {info['resolution']} · "
+                f"{float(info.get('duration_s', 0)):.1f} s · {info.get('cue_count', 0)} captions"
+            )
+        links = [f"[MP4]({portal.signed_url(user_id, rid, final)})"]
+        for label, uri in (("SRT", out.captions_srt), ("VTT", out.captions_vtt)):
+            if rel := _path_in(item, uri):
+                links.append(f"[{label}]({portal.signed_url(user_id, rid, rel)})")
+        st.markdown("Download: " + " · ".join(links))
+        if master := _path_in(item, out.hls_master):
+            url = portal.signed_url(user_id, rid, master)
+            st.markdown(f"Adaptive HLS (1080p/720p/360p, subtitles): [master.m3u8]({url})")
+            views.append((rid, "hls_master"))
+
+
 def _show_completed(item: portal.GalleryItem, assets: dict[str, dict]) -> None:
+    _show_final(item, assets)
     rid, out = item.request_id, item.outputs
     mp4 = _path_in(item, out.talking_head_mp4)
+    if out.final_video:
+        st.markdown("**Talking head**")
     left, right = st.columns([2, 3])
     if mp4 is not None:
         left.video(portal.signed_url(user_id, rid, mp4))

@@ -66,6 +66,16 @@ with st.form("new_request"):
         int(option_default("clip_duration_s")), help=option_help("clip_duration_s"),
         key="clip_s",
     )  # fmt: skip
+    st.markdown("**Final cut**")
+    col1, col2, col3, col4 = st.columns(4)
+    video_format = col1.selectbox(
+        "Format", ["vertical", "landscape", "square"], help=option_help("format"), key="format"
+    )
+    captions = col2.toggle("Captions", value=True, help=option_help("captions"), key="captions")
+    broll = col3.selectbox(
+        "B-roll", ["every_n", "pip", "none"], help=option_help("broll"), key="broll"
+    )
+    music_bed = col4.toggle("Music bed", value=True, help=option_help("music_bed"), key="music_bed")
     st.markdown("**Notify me** (leave the date empty to be told as soon as it is ready)")
     col3, col4, col5 = st.columns(3)
     notify_date = col3.date_input(
@@ -93,6 +103,12 @@ if submitted:
         clip_duration_s=float(clip_s),
         image_count=int(image_count),
         clip_count=int(clip_count),
+        final_options={
+            "format": video_format,
+            "captions": bool(captions),
+            "broll": broll,
+            "music_bed": bool(music_bed),
+        },
         notify_date=notify_date,
         notify_time=notify_time,
         time_zone=zone,

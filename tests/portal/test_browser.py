@@ -121,7 +121,21 @@ def test_gallery_plays_the_demo_video_in_chromium(world: PortalWorld, tmp_path: 
             state = page.evaluate(
                 "() => { const v = document.querySelector('video'); return {"
                 " readyState: v.readyState, duration: v.duration, src: v.currentSrc,"
+                " tracks: [...v.textTracks].map(t => t.kind + ':' + t.label),"
                 " error: v.error ? v.error.code + ' ' + v.error.message : null }; }"
+            )
+            # The captions track can be switched on and its cues load (off again after).
+            page.evaluate(
+                "() => { document.querySelector('video').textTracks[0].mode = 'showing'; }"
+            )
+            page.wait_for_function(
+                "() => { const t = document.querySelector('video').textTracks[0];"
+                " return t.cues && t.cues.length > 0; }",
+                timeout=30_000,
+            )
+            cue = page.evaluate("() => document.querySelector('video').textTracks[0].cues[0].text")
+            page.evaluate(
+                "() => { document.querySelector('video').textTracks[0].mode = 'hidden'; }"
             )
             page.get_by_text("Hello there.").first.wait_for(state="attached", timeout=10_000)
             # The images of the package load from the media server too.
@@ -146,6 +160,8 @@ def test_gallery_plays_the_demo_video_in_chromium(world: PortalWorld, tmp_path: 
     assert state["error"] is None, state
     assert state["readyState"] >= 1 and state["duration"] > 0.3, state
     assert state["src"].startswith(f"http://127.0.0.1:{media_port}/media/"), state
-    assert state["src"].endswith("/stitched_mp4/talking_head.mp4"), state
+    assert state["src"].endswith("/final_video/final.mp4"), state  # the final cut leads
+    assert state["tracks"] == ["captions:English"], state
+    assert "Hello" in cue
     assert world.demo_completed not in state["src"]  # the request id travels signed only
     assert shot.stat().st_size > 10_000

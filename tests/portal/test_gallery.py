@@ -40,6 +40,10 @@ def test_completed_request_shows_video_hls_and_script(world: PortalWorld) -> Non
     urls = MEDIA_URL.findall(text)
     paths = sorted({path for _, path in urls})
     assert paths == [
+        "final_hls/master.m3u8",
+        "final_video/captions.srt",
+        "final_video/captions.vtt",
+        "final_video/final.mp4",
         "hls/index.m3u8",
         "images/image_00.png",
         "images/image_01.png",
@@ -54,6 +58,10 @@ def test_completed_request_shows_video_hls_and_script(world: PortalWorld) -> Non
     assert "Hello there." in [m.value for m in at.markdown]  # the script, from the catalog
     captions = [c.value for c in at.caption]
     assert any(c.startswith("Talking head · ") for c in captions)
+    # The final cut leads: vertical, its captions track on the player, downloads.
+    assert any(c.startswith("Final cut · vertical 1080x1920") for c in captions), captions
+    assert at.get("video")[0].proto.url.endswith("/final_video/final.mp4")
+    assert len(at.get("video")[0].proto.subtitles) == 1
     assert "Music video" in captions and "Clip 1" in captions
     assert "Ambient · 2 s" in captions  # genre and length from the catalog
     assert PROCESSING not in text and not at.error
@@ -92,7 +100,9 @@ def test_views_are_logged_once_per_session_and_item(world: PortalWorld) -> None:
     logged = _views(world, "demo")[before:]
     rid = world.demo_completed
     assert sorted(item for _, item in logged) == [
+        "final_video",
         "hls",
+        "hls_master",
         "image:images/image_00.png",
         "image:images/image_01.png",
         "music",
