@@ -35,24 +35,25 @@ def time_demo_pipeline(max_words: int = 160) -> dict[str, float]:
         os.environ["AVGEN_DATABASE_URL"] = f"sqlite:///{tmp}/app.db"
         Path(os.environ["DAGSTER_HOME"]).mkdir()
         shutil.copy(REPO / "deploy" / "dagster.local.yaml", Path(tmp) / "home" / "dagster.yaml")
-        from avgen_dagster.cli import run_generation
+        from avgen_dagster.intake import NewRequest
+        from avgen_dagster.portraits import Upload
+        from avgen_dagster.runner import submit_and_run
 
         instance = dg.DagsterInstance.get()
         start = time.perf_counter()
-        result = run_generation(
-            user_id="bench",
-            prompt=DEMO_PROMPT,
-            script=None,
-            portrait=REPO / "samples" / "portrait.png",
-            options={"max_words": max_words},
+        result = submit_and_run(
+            NewRequest(
+                "bench", DEMO_PROMPT, None, Upload.from_path(REPO / "samples" / "portrait.png"),
+                options={"max_words": max_words},
+            ),
             instance=instance,
-        )
+        )  # fmt: skip
         total = time.perf_counter() - start
-        if result["status"] != "Completed":
-            raise SystemExit(f"demo run failed: {result['error']}")
+        if result.status != "Completed":
+            raise SystemExit(f"demo run failed: {result.error}")
         starts: dict[str, float] = {}
         timings: dict[str, float] = {}
-        for rec in instance.all_logs(result["run_id"]):
+        for rec in instance.all_logs(result.run_id):
             ev = rec.dagster_event
             if ev is None or ev.step_key is None:
                 continue

@@ -3,7 +3,7 @@
 Setup (not timed): a fresh SQLite app database with N users and M generation requests
 (bulk ORM inserts with bound parameters), statuses mixed like a busy day (70 % Completed,
 10 % Queued, 10 % Processing, 10 % Failed), created over the last 90 days. Unless
-``--no-media``, the real job runs once (``run_generation``, script "Hello there.") and its MP4,
+``--no-media``, the real job runs once (``submit_and_run``, script "Hello there.") and its MP4,
 HLS playlist, script, 2 images, clip, music video and music are hard-linked into every
 Completed request's folder, so the gallery shows every section with real files; the Dagster
 catalog holds that one run's materializations.
@@ -35,6 +35,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from avgen_dagster import outputs
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -48,11 +50,13 @@ DEMO_OPTIONS = {
     "music_duration_s": 2.0,
     "image_size": 128,
 }
-MP4, HLS = "stitched_mp4/talking_head.mp4", "hls/index.m3u8"
-IMAGES = ("images/image_00.png", "images/image_01.png")
-VIDEOS = ("music_video/music_video.mp4", "video_clips/clip_00.mp4")
-MUSIC = "music/music.m4a"
-MEDIA_FILES = (MP4, HLS, "script/script.txt", *IMAGES, *VIDEOS, MUSIC)
+MP4, HLS = outputs.TALKING_HEAD_MP4, outputs.HLS_PLAYLIST
+IMAGES = (outputs.image_name(0), outputs.image_name(1))
+CLIP = outputs.clip_name(0)
+MEDIA_FILES = (
+    MP4, HLS, outputs.SCRIPT_TXT, *IMAGES, outputs.MUSIC_VIDEO_MP4, CLIP, outputs.MUSIC_M4A,
+    outputs.FINAL_VIDEO_MP4, outputs.CAPTIONS_VTT, outputs.CAPTIONS_SRT,
+)  # fmt: skip
 
 
 def _environment(root: Path) -> dict[str, str]:
@@ -72,18 +76,35 @@ def _environment(root: Path) -> dict[str, str]:
 
 def _demo_media(content: Path) -> Path | None:
     """Run the real job once; return its request folder."""
-    from avgen_dagster.cli import run_generation
+    from avgen_dagster.intake import NewRequest
+    from avgen_dagster.portraits import Upload
+    from avgen_dagster.runner import submit_and_run
 
-    out = run_generation(
-        user_id="bench_demo",
-        prompt=None,
-        script="Hello there.",
-        portrait=REPO / "samples" / "portrait.png",
-        options=DEMO_OPTIONS,
-    )
-    if out["status"] != "Completed":
-        raise SystemExit(f"demo generation failed: {out['error']}")
-    return content / "bench_demo" / out["request_id"]
+    out = submit_and_run(
+        NewRequest(
+            "bench_demo", None, "Hello there.", Upload.from_path(REPO / "samples" / "portrait.png"),
+            options=DEMO_OPTIONS,
+        )
+    )  # fmt: skip
+    if out.status != "Completed":
+        raise SystemExit(f"demo generation failed: {out.error}")
+    return content / "bench_demo" / out.request_id
+
+
+def _outputs(folder: Path) -> dict[str, object]:
+    """A completed request's outputs record, naming the hard-linked files."""
+    return outputs.RequestOutputs(
+        script=str(folder / outputs.SCRIPT_TXT),
+        talking_head_mp4=str(folder / MP4),
+        hls_playlist=str(folder / HLS),
+        images=[str(folder / p) for p in IMAGES],
+        video_clips=[str(folder / CLIP)],
+        music=str(folder / outputs.MUSIC_M4A),
+        music_video=str(folder / outputs.MUSIC_VIDEO_MP4),
+        final_video=str(folder / outputs.FINAL_VIDEO_MP4),
+        captions_vtt=str(folder / outputs.CAPTIONS_VTT),
+        captions_srt=str(folder / outputs.CAPTIONS_SRT),
+    ).to_json()
 
 
 def _populate(users: int, requests: int, seed: int, content: Path, media: Path | None) -> None:
@@ -120,9 +141,7 @@ def _populate(users: int, requests: int, seed: int, content: Path, media: Path |
                 "portrait_path": str(folder / "input" / "portrait.png"),
                 "options": {"genre": rng.choice(["jazz", "lofi", "pop"]), "image_count": 4},
                 "status": status,
-                "video_paths": [str(folder / p) for p in (MP4, HLS, *VIDEOS)] if completed else [],
-                "image_paths": [str(folder / p) for p in IMAGES] if completed else [],
-                "audio_paths": [str(folder / MUSIC)] if completed else [],
+                "outputs": _outputs(folder) if completed else {},
                 "error": "no face found in portrait.png" if status == "Failed" else None,
                 "created_at": now - timedelta(seconds=rng.uniform(0, 90 * 86400)),
                 "generated_at": now if completed else None,

@@ -23,7 +23,7 @@ from avgen_dagster.failures import run_failure_reason
 from avgen_dagster.media_server import media_url
 from avgen_dagster.store import AppDatabase
 from avgen_dagster.store.content import ContentTree
-from avgen_dagster.store.requests import get_request
+from avgen_dagster.store.requests import get_request, outputs_of
 from tests.deploy.harness import (
     enqueue,
     gpu_step_spans,
@@ -144,7 +144,7 @@ def test_three_users_on_postgres_one_run_per_user(
 
     # Content is in the bucket, not on the runs' disk: the portal reads it back from there.
     with db.session() as s:
-        recorded = {rid: list(get_request(s, rid).video_paths) for rid, _ in submitted}
+        recorded = {rid: outputs_of(get_request(s, rid)).files() for rid, _ in submitted}
     objects = {
         o["Key"]
         for o in s3_server.client().list_objects_v2(Bucket=bucket, MaxKeys=1000)["Contents"]
