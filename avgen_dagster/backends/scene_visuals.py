@@ -7,8 +7,8 @@ times longer; see :mod:`avgen_dagster.backends.scene_plan`). Pure Python, no mod
 Rules (same text in → same prompts out, on any machine):
 
 - **Words**: letters only, lower case; content words are those that are not stop words
-  (:data:`~avgen_dagster.backends.script_quality.STOPWORDS`) or filler verbs and adjectives
-  (:data:`FILLER_WORDS`), at least 3 letters.
+  (:data:`~avgen_dagster.backends.script_quality.STOPWORDS`), filler verbs and adjectives
+  (:data:`FILLER_WORDS`) or adverbs in "-ly" (6+ letters), at least 3 letters.
 - **Setting**: the sentence's first place word (:data:`PLACE_WORDS`: sky, ocean, kitchen,
   city...) plus its first time-of-day or weather word (:data:`TIME_WORDS`: sunset, night,
   rain...), e.g. "sky at sunset"; without a place word, the narration's first place word;
@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal, get_args
 
-from avgen_dagster.backends.script_quality import STOPWORDS, key_terms, stem
+from avgen_dagster.backends.script_quality import STOPWORDS, key_terms, split_audience, stem
 
 __all__ = [
     "BROLL_MOVES",
@@ -106,7 +106,9 @@ using call lot lots little big small great good best better important different 
 really actually always never sometimes often usually also even still just maybe kind sort
 part thing things way ways time times people someone something everyone everything first
 next last new many much another each other such there here today now then why how what let
-lets answer question explain example course sure
+lets answer question explain example course sure occur occurs occurred result results
+reality process phenomenon fact cause causes caused create creates created include includes
+contain contains depend depends pass passes reach reaches became
 """)
 """Common verbs, adjectives and adverbs that make poor picture subjects."""
 # fmt: on
@@ -138,12 +140,20 @@ def _lower_words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+_NOUNS_IN_LY = _word_set("family assembly butterfly supply anomaly monopoly italy")
+
+
+def _is_adverb(word: str) -> bool:
+    """Words of 6+ letters ending in "ly" (gradually, quickly), a few nouns excepted."""
+    return len(word) >= 6 and word.endswith("ly") and word not in _NOUNS_IN_LY
+
+
 def content_words(text: str) -> list[str]:
     """The content words of ``text`` in order (see the module docstring), duplicates kept."""
     return [
         w
         for w in _lower_words(text)
-        if len(w) >= 3 and w not in STOPWORDS and w not in FILLER_WORDS
+        if len(w) >= 3 and w not in STOPWORDS and w not in FILLER_WORDS and not _is_adverb(w)
     ]
 
 
@@ -215,6 +225,7 @@ def broll_hint(sentence: str, subject: str, setting: str) -> str:
 _SMALL_WORDS = _word_set("""
 a an and as at but by for in of on or the to vs via
 """)
+_TRAILING_WORDS = _word_set("is are was were be with from into during about that which who")
 _INSTRUCTION_LEAD = re.compile(
     r"^\s*(?:please\s+)?(?:explain|describe|tell(?: me| us)?(?: about)?|give(?: me| us)?|"
     r"share|write(?: about)?|talk about|teach(?: me| us)?)\s+",
@@ -225,13 +236,16 @@ _INSTRUCTION_LEAD = re.compile(
 def title_from_text(text: str, *, max_words: int = 8) -> str:
     """A short title from a prompt or a script's first sentence.
 
-    Drops a leading instruction ("Explain", "Tell me about"...), keeps the first sentence,
-    at most ``max_words`` words, in title case (small words lower case inside).
-    ``"Explain why the sky is blue."`` -> ``"Why the Sky Is Blue"``.
+    Drops an audience ("to a curious ten-year-old") and a leading instruction ("Explain",
+    "Tell me about"...), keeps the first sentence, at most ``max_words`` words without
+    trailing small words, in title case (small words lower case inside).
+    ``"Explain to a child why the sky is blue."`` -> ``"Why the Sky Is Blue"``.
     """
-    first = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+    first = re.split(r"(?<=[.!?])\s+", split_audience(text.strip())[0], maxsplit=1)[0]
     first = _INSTRUCTION_LEAD.sub("", first).strip().rstrip(".!?:;,")
     words = first.split()[:max_words] or ["Untitled"]
+    while len(words) > 1 and words[-1].lower().strip(",;:") in _SMALL_WORDS | _TRAILING_WORDS:
+        words.pop()
     out = []
     for i, w in enumerate(words):
         lower = w.lower()

@@ -49,6 +49,7 @@ __all__ = [
     "key_terms",
     "repeated_sentences",
     "score_script",
+    "split_audience",
     "stem",
     "strip_chatter",
     "topic_coverage",
@@ -235,6 +236,39 @@ def is_chatter(sentence: str) -> bool:
 def strip_chatter(text: str) -> str:
     """``text`` without its chatter sentences (may return an empty string)."""
     return " ".join(s for s in split_sentences(text) if not is_chatter(s))
+
+
+_AUDIENCE_LEAD = re.compile(
+    r"^\s*(?P<verb>explain|describe|tell|teach)(?: me| us)?(?: it)?\s+(?:to|for)\s+"
+    r"(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*,?\s+"
+    r"(?=(?:why|how|what|where|when|who|which|whether|about|that)\b)",
+    re.IGNORECASE,
+)
+_AUDIENCE_TAIL = re.compile(
+    r"(?:^|(?<=[.!?]))\s*(?:answer|explain|tell it|say it|describe it|write it)\s+"
+    r"(?:to|for)\s+(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*[.!]?\s*$",
+    re.IGNORECASE,
+)
+
+
+def split_audience(prompt: str) -> tuple[str, str | None]:
+    """Separate who the narration is for from what it is about.
+
+    ``"Explain to a curious ten-year-old why the sky is blue."`` ->
+    ``("Explain why the sky is blue.", "a curious ten-year-old")``; a trailing
+    ``"Answer for a child."`` / ``"Tell it to a curious kid."`` is removed the same way.
+
+    Returns:
+        (the prompt without the audience phrase, the audience or ``None``).
+    """
+    m = _AUDIENCE_LEAD.match(prompt)
+    if m:
+        rest = prompt[m.end() :]
+        return f"{m.group('verb').capitalize()} {rest}", m.group("who").strip()
+    m = _AUDIENCE_TAIL.search(prompt)
+    if m and prompt[: m.start()].strip():
+        return prompt[: m.start()].strip(), m.group("who").strip()
+    return prompt, None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,7 @@ from avgen_dagster.backends.script_quality import (
     is_chatter,
     repeated_sentences,
     score_script,
+    split_audience,
 )
 from avgen_dagster.backends.textproc import (
     DEFAULT_MAX_SCRIPT_CHARS,
@@ -211,38 +212,6 @@ and scripts, and long negative instructions get copied into the output. An audie
 understands." in the system turn, it made SmolLM2 drift into make-believe and baby talk
 ("They're our friends. They're always smiling."); the teacher persona already speaks
 plainly. The OpenAI-compatible backend receives the prompt as written."""
-
-_AUDIENCE_LEAD = re.compile(
-    r"^\s*(?P<verb>explain|describe|tell|teach)(?: me| us)?(?: it)?\s+(?:to|for)\s+"
-    r"(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*,?\s+"
-    r"(?=(?:why|how|what|where|when|who|which|whether|about|that)\b)",
-    re.IGNORECASE,
-)
-_AUDIENCE_TAIL = re.compile(
-    r"(?:^|(?<=[.!?]))\s*(?:answer|explain|tell it|say it|describe it|write it)\s+"
-    r"(?:to|for)\s+(?P<who>(?:a|an|my|the|our)?\s*[\w' -]{1,40}?)\s*[.!]?\s*$",
-    re.IGNORECASE,
-)
-
-
-def split_audience(prompt: str) -> tuple[str, str | None]:
-    """Separate who the narration is for from what it is about.
-
-    ``"Explain to a curious ten-year-old why the sky is blue."`` ->
-    ``("Explain why the sky is blue.", "a curious ten-year-old")``; a trailing
-    ``"Answer for a child."`` / ``"Tell it to a curious kid."`` is removed the same way.
-
-    Returns:
-        (the prompt without the audience phrase, the audience or ``None``).
-    """
-    m = _AUDIENCE_LEAD.match(prompt)
-    if m:
-        rest = prompt[m.end() :]
-        return f"{m.group('verb').capitalize()} {rest}", m.group("who").strip()
-    m = _AUDIENCE_TAIL.search(prompt)
-    if m and prompt[: m.start()].strip():
-        return prompt[: m.start()].strip(), m.group("who").strip()
-    return prompt, None
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,8 @@ def test_mood_and_title_rules() -> None:
     assert mood_for_text("study tips for exams") == "lofi"
     assert mood_for_text("the pyramids of ancient Egypt") == "classical"
     assert title_from_text("Explain why the sky is blue. More text.") == "Why the Sky Is Blue"
+    demo = "Explain to a curious ten-year-old why the sky is blue during the day and turns red."
+    assert title_from_text(demo) == "Why the Sky Is Blue During the Day"
     assert title_from_text("tell me about the NASA moon landing in 1969 and after") == (
         "The NASA Moon Landing in 1969 and After"
     )
