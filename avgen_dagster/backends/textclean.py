@@ -211,6 +211,50 @@ def _tidy_punctuation(text: str) -> str:
     return text.strip()
 
 
+def _strip_markup(text: str) -> str:
+    """Line ends, zero-width characters, code, emojis, quotes, HTML, links, line markdown."""
+    t = text.replace("\r\n", "\n").replace("\r", "\n")
+    t = _ZERO_WIDTH.sub("", t)
+    t = _CODE_FENCE.sub("\n", t)
+    t = _INLINE_CODE.sub(r"\1", t)
+    t = emoji.replace_emoji(t, replace=" ")
+    t = unicodedata.normalize("NFKC", t)
+    t = t.translate(_QUOTES)
+    t = _HTML_TAG.sub(" ", t)
+    t = _MD_IMAGE.sub(" ", t)
+    t = _MD_LINK.sub(r"\1", t)
+    t = _URL.sub(" ", t)
+    t = _EMAIL.sub(" ", t)
+    t = _clean_lines(t)
+    return t
+
+
+def _strip_directions(t: str) -> str:
+    """Dashes, speaker labels, stage directions, emphasis markers; joined and tidied."""
+    # Dashes: between digits a hyphen, as punctuation a spaced em dash.
+    t = re.sub(r"(\d)\s*[\u2012\u2013]\s*(\d)", r"\1-\2", t)
+    t = re.sub(r"\s*(?:[\u2012\u2013\u2014\u2015]+|(?<=\s)-{1,2}(?=\s)|-{2,3})\s*", " \u2014 ", t)
+    t = _SPEAKER_LABEL.sub(" ", t)
+    t = _SQUARE.sub(" ", t)
+    t = _CURLY.sub(" ", t)
+    t = _STRIKE.sub(r"\1", t)
+    t = _BOLD.sub(r"\2", t)
+    t = _remove_asterisk_spans(t)
+    t = _UNDERSCORE_EM.sub(r"\1", t)
+    t = _remove_parenthetical(t)
+    t = _SPEAKER_LABEL.sub(" ", t)  # labels uncovered by removing bold markers
+    t = _HASHTAG.sub(" ", t)
+    t = _HANDLE.sub(" ", t)
+    t = t.replace("*", " ").replace("#", " ").replace("_", " ")
+    t = re.sub(r"[<>|\\^~{}\[\]]", " ", t)
+    t = _join_paragraphs(t)
+    t = re.sub(r"\s*\u2014\s*", " \u2014 ", t)
+    t = _tidy_punctuation(t)
+    t = re.sub(r"(?:\s*\u2014\s*)+([.!?,;:])", r"\1", t)  # a dash before punctuation
+    t = re.sub(r"^(?:\u2014\s*)+", "", t).strip()
+    return t
+
+
 def clean_text(text: str) -> str:
     """Turn LLM output or a user's script into plain, speakable prose.
 
@@ -245,40 +289,7 @@ def clean_text(text: str) -> str:
     """
     if not isinstance(text, str):
         raise InvalidInputError(f"text must be a str, got {type(text).__name__}")
-    t = text.replace("\r\n", "\n").replace("\r", "\n")
-    t = _ZERO_WIDTH.sub("", t)
-    t = _CODE_FENCE.sub("\n", t)
-    t = _INLINE_CODE.sub(r"\1", t)
-    t = emoji.replace_emoji(t, replace=" ")
-    t = unicodedata.normalize("NFKC", t)
-    t = t.translate(_QUOTES)
-    t = _HTML_TAG.sub(" ", t)
-    t = _MD_IMAGE.sub(" ", t)
-    t = _MD_LINK.sub(r"\1", t)
-    t = _URL.sub(" ", t)
-    t = _EMAIL.sub(" ", t)
-    t = _clean_lines(t)
-    # Dashes: between digits a hyphen, as punctuation a spaced em dash.
-    t = re.sub(r"(\d)\s*[\u2012\u2013]\s*(\d)", r"\1-\2", t)
-    t = re.sub(r"\s*(?:[\u2012\u2013\u2014\u2015]+|(?<=\s)-{1,2}(?=\s)|-{2,3})\s*", " \u2014 ", t)
-    t = _SPEAKER_LABEL.sub(" ", t)
-    t = _SQUARE.sub(" ", t)
-    t = _CURLY.sub(" ", t)
-    t = _STRIKE.sub(r"\1", t)
-    t = _BOLD.sub(r"\2", t)
-    t = _remove_asterisk_spans(t)
-    t = _UNDERSCORE_EM.sub(r"\1", t)
-    t = _remove_parenthetical(t)
-    t = _SPEAKER_LABEL.sub(" ", t)  # labels uncovered by removing bold markers
-    t = _HASHTAG.sub(" ", t)
-    t = _HANDLE.sub(" ", t)
-    t = t.replace("*", " ").replace("#", " ").replace("_", " ")
-    t = re.sub(r"[<>|\\^~{}\[\]]", " ", t)
-    t = _join_paragraphs(t)
-    t = re.sub(r"\s*\u2014\s*", " \u2014 ", t)
-    t = _tidy_punctuation(t)
-    t = re.sub(r"(?:\s*\u2014\s*)+([.!?,;:])", r"\1", t)  # a dash before punctuation
-    t = re.sub(r"^(?:\u2014\s*)+", "", t).strip()
+    t = _strip_directions(_strip_markup(text))
     if not re.search(r"\w", t):
         raise InvalidInputError(
             "text has no speakable words after removing emojis, stage directions, "
