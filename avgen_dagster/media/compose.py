@@ -3,9 +3,12 @@ boundaries, burned-in captions with the spoken word highlighted, a ducked music 
 fast-start H.264/AAC MP4.
 
 Frames are produced one at a time (the talking head is decoded as it is encoded, b-roll
-clips are decoded as they are shown) and encoded in a single libx264 pass with a fixed,
-closed GOP (``gop_s``; every ``gop_s`` an IDR frame, no scene-cut keyframes) so HLS can cut
-the file without re-encoding. Cutaways start and end between sentences (halfway through the
+clips are decoded as they are shown), composited in I420 (:mod:`avgen_dagster.media.i420`)
+and encoded in a single libx264 pass with a fixed, closed GOP (``gop_s``; every ``gop_s`` an
+IDR frame, no scene-cut keyframes) so HLS can cut the file without re-encoding. With
+``ladder_dir`` the lower HLS rungs are encoded from the same frames in the same pass; each
+encoder runs single-threaded in its own thread (:class:`~avgen_dagster.media.rungs.
+LadderEncoder`). Cutaways start and end between sentences (halfway through the
 pause), never on the first or last sentence, so the first and the last shot are the speaker;
 the narration continues underneath. ``pip`` shows the b-roll full frame with the speaker in
 an inset instead. After encoding, the delivered file's audio is decoded and measured
@@ -13,7 +16,8 @@ an inset instead. After encoding, the delivered file's audio is decoded and meas
 ``loudness_tolerance_lu`` or passed the true-peak ceiling, corrected once by re-encoding the
 audio track only (the video packets are copied).
 
-Frames are RGB ``uint8`` ``(H, W, 3)``; times in seconds; levels in LUFS / dBTP / LU.
+Pictures are I420 ``uint8`` buffers ``(H * 3 // 2, W)`` (RGB ``(H, W, 3)`` where noted);
+times in seconds; levels in LUFS / dBTP / LU.
 """
 
 from __future__ import annotations
@@ -45,8 +49,13 @@ from avgen_dagster.media.faces import FaceLandmarker, default_landmarker
 from avgen_dagster.media.framing import FaceAnchor, format_size, plan_framing
 from avgen_dagster.media.i420 import I420Framer, Planes
 from avgen_dagster.media.probe import is_faststart, probe_media
-from avgen_dagster.media.rungs import LadderEncoder, ladder_for
-from avgen_dagster.media.video_io import AUDIO_RATE, encode_video_mp4, read_video_frames
+from avgen_dagster.media.rungs import (
+    LadderEncoder,
+    RenditionEncoder,
+    ladder_encoders,
+    ladder_for,
+)
+from avgen_dagster.media.video_io import AUDIO_RATE, read_video_frames
 from avgen_dagster.media.words import WordTiming
 
 __all__ = [
@@ -271,30 +280,47 @@ class _Compositor:
         return picture
 
 
-def _frames(
-    talking_head: Path, compositor: _Compositor, ladder: LadderEncoder | None, gop: int
-) -> Iterator[av.VideoFrame]:
-    """Composed frames as yuv420p, each also handed to the lower rungs' encoders."""
+def _frames(talking_head: Path, compositor: _Compositor) -> Iterator[av.VideoFrame]:
+    """Composed frames as yuv420p, one per talking-head frame."""
     try:
         with av.open(str(talking_head)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for i, frame in enumerate(container.decode(stream)):
-                yuv = i420.to_video_frame(compositor.frame(i, frame))
-                if ladder is not None:
-                    ladder.add(yuv, keyframe=i % gop == 0)
-                yield yuv
+                yield i420.to_video_frame(compositor.frame(i, frame))
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode {talking_head.name}: {exc}") from exc
 
 
-def _open_ladder(
-    ladder_dir: Path | None, w: int, h: int, fps: float, opts: ComposeOptions
-) -> LadderEncoder | None:
-    if ladder_dir is None:
-        return None
-    rungs = [s for s in ladder_for(w, h) if (s.width, s.height) != (w, h)]
-    return LadderEncoder(rungs, ladder_dir, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s)
+def _encode(
+    frames: Iterator[av.VideoFrame], output: Path, ladder_dir: Path | None, fps: float,
+    mixed: BedMix, opts: ComposeOptions,
+) -> tuple[RenditionEncoder, dict[str, Path]]:  # fmt: skip
+    """One pass: the final MP4 (with the mix) and, with ``ladder_dir``, the lower HLS rungs,
+    every encoder single-threaded in its own thread (:class:`LadderEncoder`)."""
+    w, h = format_size(opts.format)
+    specs = ladder_for(w, h)
+    top = RenditionEncoder(
+        specs[0], output, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s, threads=1,
+        audio=mixed.mix, sample_rate=mixed.sample_rate, audio_bitrate=opts.audio_bitrate,
+        faststart=True,
+    )  # fmt: skip
+    rungs = []
+    if ladder_dir is not None:
+        rungs = ladder_encoders(
+            specs[1:], ladder_dir, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s
+        )
+    ladder = LadderEncoder([top, *rungs])
+    gop = max(1, round(opts.gop_s * fps))
+    try:
+        for i, frame in enumerate(frames):
+            ladder.add(frame, keyframe=i % gop == 0)
+        files = ladder.close()
+    except BaseException:
+        ladder.abort()
+        raise
+    files.pop(specs[0].name)
+    return top, files
 
 
 def _mix(talking_head: Path, music: Path | None, options: ComposeOptions) -> BedMix:
@@ -415,19 +441,11 @@ def compose_final_video(
     srt = write_srt(track, srt_path or output.with_suffix(".srt"))
     mixed = _mix(src.path, Path(music) if music is not None else None, opts)
     compositor = _Compositor(I420Framer(plan), inset, cutaways, sources, renderer, src.fps)
-    gop = max(1, round(opts.gop_s * src.fps))
-    ladder = _open_ladder(Path(ladder_dir) if ladder_dir else None, w, h, src.fps, opts)
     try:
-        encoded = encode_video_mp4(
-            _frames(src.path, compositor, ladder, gop), src.fps, output, audio=mixed.mix,
-            sample_rate=mixed.sample_rate, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s,
-            faststart=True, audio_bitrate=opts.audio_bitrate,
+        top, rungs = _encode(
+            _frames(src.path, compositor), output, Path(ladder_dir) if ladder_dir else None,
+            src.fps, mixed, opts,
         )  # fmt: skip
-        rungs = ladder.close() if ladder is not None else {}
-    except BaseException:
-        if ladder is not None:
-            ladder.abort()
-        raise
     finally:
         for s in sources:
             s.close()
@@ -437,8 +455,8 @@ def compose_final_video(
         bitrate=opts.audio_bitrate,
     )  # fmt: skip
     return FinalVideoResult(
-        path=output, format=opts.format, width=encoded.width, height=encoded.height,
-        fps=encoded.fps, frames=encoded.frames, duration_s=encoded.duration_s,
+        path=output, format=opts.format, width=w, height=h, fps=src.fps, frames=top.frames,
+        duration_s=top.frames / src.fps,
         gop_frames=max(1, round(opts.gop_s * src.fps)), faststart=is_faststart(output),
         cue_count=len(track.cues), captions_burned=opts.captions,
         captions_sentence_fallback=track.sentence_fallback,

@@ -48,7 +48,7 @@ from m3u8.model import M3U8, Media, Playlist, Segment
 from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.atomic import atomic_dir
 from avgen_dagster.media.probe import keyframe_times, probe_media
-from avgen_dagster.media.rungs import LadderEncoder, RenditionSpec, ladder_for
+from avgen_dagster.media.rungs import LadderEncoder, RenditionSpec, ladder_encoders, ladder_for
 
 __all__ = [
     "HlsLadderResult",
@@ -135,7 +135,7 @@ def _encode_missing(
     gop_s: float,
 ) -> dict[str, Path]:  # fmt: skip
     """Decode ``mp4`` once and encode every spec in ``specs`` from it (IDR where it has one)."""
-    ladder = LadderEncoder(specs, folder, fps, crf=crf, preset=preset, gop_s=gop_s)
+    ladder = LadderEncoder(ladder_encoders(specs, folder, fps, crf=crf, preset=preset, gop_s=gop_s))
     try:
         with av.open(str(mp4)) as src:
             stream = src.streams.video[0]

@@ -12,8 +12,11 @@ Frames are RGB ``uint8`` ``(H, W, 3)`` or PyAV ``VideoFrame`` s; sizes in pixels
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,18 +26,20 @@ import av
 import cv2
 import numpy as np
 
-from avgen_dagster.errors import MediaError
+from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.video_io import fps_fraction
 
 __all__ = [
     "LadderEncoder",
     "RenditionEncoder",
     "RenditionSpec",
+    "ladder_encoders",
     "ladder_for",
     "to_yuv420_frame",
 ]
 
 _SHORT_SIDES = (1080, 720, 360)
+_AAC_FRAME = 1024  # AAC-LC frame length, samples
 
 
 @dataclass(frozen=True)
@@ -81,16 +86,24 @@ def to_yuv420_frame(rgb: np.ndarray) -> av.VideoFrame:
 
 
 class RenditionEncoder:
-    """Encodes one rendition's video (no audio) into an MP4 as frames are pushed.
+    """Encodes one rendition into an MP4 as frames are pushed (optionally with AAC audio).
+
+    The file is written under a temporary name and renamed into place by :meth:`close`
+    (a reader never sees half a file). Audio, when given, is encoded alongside the video
+    (1024-sample AAC-LC frames up to each video frame's end: interleaved by time).
 
     Args:
         spec: the rung (output size).
-        path: destination MP4 (video only; :func:`build_hls_ladder` adds the audio).
+        path: destination MP4.
         fps: frame rate.
         crf: libx264 constant rate factor.
         preset: libx264 preset.
         gop_s: keyframe interval, s (fixed, closed).
         threads: libx264 threads (0 = automatic frame threads; 1 = in the calling thread).
+        audio: float mono ``(n,)`` in [-1, 1] to encode as AAC-LC, or None (video only).
+        sample_rate: rate of ``audio``, Hz (kept for the AAC track).
+        audio_bitrate: AAC bit rate, bit/s.
+        faststart: put the ``moov`` box first (progressive playback).
 
     Raises:
         MediaError: the encoder cannot be opened.
@@ -106,13 +119,24 @@ class RenditionEncoder:
         preset: str = "veryfast",
         gop_s: float = 2.0,
         threads: int = 0,
+        audio: np.ndarray | None = None,
+        sample_rate: int = 48_000,
+        audio_bitrate: int = 128_000,
+        faststart: bool = False,
     ) -> None:
         self.spec, self.path, self.frames = spec, Path(path), 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".tmp-{uuid.uuid4().hex[:12]}-{self.path.name}")
         rate = fps_fraction(fps)
         gop = max(1, round(gop_s * rate))
+        options = {"movflags": "+faststart"} if faststart else {}
         try:
-            self._out = av.open(str(self.path), "w", format="mp4")
+            self._out = av.open(str(self._tmp), "w", format="mp4", options=options)
             self._vs = self._out.add_stream("libx264", rate=rate)
+            self._as = None
+            if audio is not None:
+                self._as = self._out.add_stream("aac", rate=sample_rate, layout="mono")
+                self._as.bit_rate = audio_bitrate
         except av.FFmpegError as exc:
             raise MediaError(f"cannot open the {spec.name} encoder: {exc}") from exc
         self._vs.width, self._vs.height, self._vs.pix_fmt = spec.width, spec.height, "yuv420p"
@@ -125,13 +149,30 @@ class RenditionEncoder:
         self._vs.codec_context.thread_type = "FRAME"
         self._vs.time_base = 1 / rate
         self._rate = rate
+        self._pcm = (
+            None if audio is None else np.clip(np.nan_to_num(np.asarray(audio, np.float32)), -1, 1)
+        )
+        self._sr, self._apos = sample_rate, 0
+
+    @property
+    def audio_samples(self) -> int:
+        """Audio samples encoded so far."""
+        return self._apos
+
+    def _audio_until(self, stop: int) -> None:
+        if self._as is None or self._pcm is None:
+            return
+        stop = min(stop, self._pcm.size)
+        while self._apos < stop:
+            chunk = self._pcm[self._apos : self._apos + _AAC_FRAME]
+            af = av.AudioFrame.from_ndarray(chunk[None, :], format="flt", layout="mono")
+            af.sample_rate, af.pts, af.time_base = self._sr, self._apos, Fraction(1, self._sr)
+            self._out.mux(self._as.encode(af))
+            self._apos += chunk.size
 
     def scaled(self, frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
         """``frame`` as a yuv420p frame of the rung's size (swscale area filter for
         ``VideoFrame`` s; OpenCV area resize + I420 conversion for RGB arrays)."""
-        return self._scaled(frame)
-
-    def _scaled(self, frame: np.ndarray | av.VideoFrame) -> av.VideoFrame:
         w, h = self.spec.width, self.spec.height
         if isinstance(frame, av.VideoFrame):
             return frame.reformat(w, h, "yuv420p", interpolation="AREA")
@@ -151,7 +192,7 @@ class RenditionEncoder:
         Raises:
             MediaError: the encoder fails.
         """
-        vf = self._scaled(frame)
+        vf = self.scaled(frame)
         self.encode(vf, keyframe)
         return vf
 
@@ -165,67 +206,58 @@ class RenditionEncoder:
         vf.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
         try:
             self._out.mux(self._vs.encode(vf))
+            self.frames += 1
+            self._audio_until(round(self.frames / self._rate * self._sr))
         except av.FFmpegError as exc:
             raise MediaError(f"encoding the {self.spec.name} rendition failed: {exc}") from exc
-        self.frames += 1
 
     def close(self) -> Path:
-        """Flush and close; returns the MP4's path.
+        """Flush, close and move the file into place; returns its path.
 
         Raises:
             MediaError: the encoder fails while flushing.
         """
         try:
+            if self._pcm is not None:
+                self._audio_until(self._pcm.size)
             self._out.mux(self._vs.encode(None))
+            if self._as is not None:
+                self._out.mux(self._as.encode(None))
             self._out.close()
+            os.replace(self._tmp, self.path)
         except av.FFmpegError as exc:
+            self.abort()
             raise MediaError(f"finishing the {self.spec.name} rendition failed: {exc}") from exc
         return self.path
 
     def abort(self) -> None:
-        """Close without flushing (after an error elsewhere)."""
-        self._out.close()
+        """Close without flushing and delete the partial file (after an error elsewhere)."""
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._out.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 class LadderEncoder:
     """Encodes several rungs from the same frames, each rung in its own worker thread.
 
     The caller's thread scales each frame down the ladder (largest rung first, each from the
-    one before: swscale's area filter on yuv420p); each rung's libx264 runs single-threaded in
-    its own thread (PyAV releases the GIL while encoding), fed through a short queue. On a
-    busy machine this costs much less CPU than libx264's frame threads in every encoder, and
-    on an idle one the rungs still run beside the caller's work.
+    one before: swscale's area filter on yuv420p); each rung's encoder (single-threaded
+    libx264, see :func:`ladder_encoders`) runs in its own thread (PyAV releases the GIL while
+    encoding), fed through a short queue. On a busy machine this costs much less CPU than
+    libx264's frame threads in every encoder, and on an idle one the rungs still run in
+    parallel with the caller's work.
 
     Args:
-        specs: the rungs.
-        folder: where ``<rung>.mp4`` (video only) are written.
-        fps: frame rate.
-        crf: libx264 CRF.
-        preset: libx264 preset.
-        gop_s: keyframe interval, s.
+        encoders: the rungs' encoders, largest first.
 
     Raises:
-        MediaError: an encoder cannot be opened.
+        InvalidInputError: no encoders.
     """
 
-    def __init__(
-        self,
-        specs: Sequence[RenditionSpec],
-        folder: Path,
-        fps: float | Fraction,
-        *,
-        crf: int = 20,
-        preset: str = "veryfast",
-        gop_s: float = 2.0,
-    ) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        ordered = sorted(specs, key=lambda s: s.width * s.height, reverse=True)
-        self.encoders = [
-            RenditionEncoder(
-                s, folder / f"{s.name}.mp4", fps, crf=crf, preset=preset, gop_s=gop_s, threads=1
-            )
-            for s in ordered
-        ]
+    def __init__(self, encoders: Sequence[RenditionEncoder]) -> None:
+        if not encoders:
+            raise InvalidInputError("a ladder needs at least one rung")
+        self.encoders = list(encoders)
         self._queues: list[queue.Queue[tuple[av.VideoFrame, bool] | None]] = [
             queue.Queue(maxsize=4) for _ in self.encoders
         ]
@@ -287,3 +319,23 @@ class LadderEncoder:
             self._join()
         for enc in self.encoders:
             enc.abort()
+
+
+def ladder_encoders(
+    specs: Sequence[RenditionSpec],
+    folder: Path,
+    fps: float | Fraction,
+    *,
+    crf: int = 20,
+    preset: str = "veryfast",
+    gop_s: float = 2.0,
+) -> list[RenditionEncoder]:
+    """Video-only, single-threaded encoders for ``specs`` (largest first) into
+    ``folder/<rung>.mp4``, for a :class:`LadderEncoder`."""
+    ordered = sorted(specs, key=lambda s: s.width * s.height, reverse=True)
+    return [
+        RenditionEncoder(
+            s, folder / f"{s.name}.mp4", fps, crf=crf, preset=preset, gop_s=gop_s, threads=1
+        )
+        for s in ordered
+    ]
