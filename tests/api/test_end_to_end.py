@@ -69,7 +69,7 @@ def test_submit_run_status_media_and_webhook(api: ApiServer, receiver: WebhookRe
     (run_request,) = tick.run_requests
     for add in tick.dynamic_partitions_requests:
         instance.add_dynamic_partitions(add.partitions_def_name, list(add.partition_keys))
-    job = build_definitions().resolve_job_def("generation_job")
+    job = build_definitions().resolve_job_def(run_request.job_name or "generation_job")
     with Poller(api, key, rid) as poller:
         result = job.execute_in_process(
             instance=instance, partition_key=run_request.partition_key, tags=run_request.tags
