@@ -28,7 +28,8 @@ _DESCRIPTIONS = {
     400: "Malformed body (JSON or multipart).",
     401: "No API key, or not a valid one.",
     404: "No such request for this key's user.",
-    409: "Idempotency-Key reused with another body, or still in progress.",
+    409: "Conflict: an Idempotency-Key reused with another body or still in progress; a retry "
+    "of a request that is not Failed.",
     413: "Body over the size limit.",
     415: "Neither multipart/form-data nor application/json.",
     422: "A field is not acceptable (the problem names it).",

@@ -1,4 +1,4 @@
-"""``/v1/requests`` and ``/v1/webhook-secret``: submit, read, list and erase requests.
+"""``/v1/requests`` and ``/v1/webhook-secret``: submit, read, list, retry and erase requests.
 
 See the README section "HTTP API" for examples. Every handler authenticates the bearer key
 (:mod:`.security`), counts the call against the key's rate limits and answers errors as RFC
@@ -23,6 +23,7 @@ from avgen_dagster.api.security import CallerDep, every_call_limit, limiter, sub
 from avgen_dagster.api.submit import read_submission, submit
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.notifications.webhooks import webhook_secret
+from avgen_dagster.store import status
 from avgen_dagster.store.listing import MAX_PAGE, requests_page
 from avgen_dagster.store.requests import get_request
 
@@ -178,6 +179,32 @@ def delete_request(
         owned_request(s, request_id, caller.user_id)
     erase_request(ctx.db, ctx.tree, ctx.instance(), request_id, by="api", wait_s=ctx.erase_wait_s)
     return Response(status_code=204)
+
+
+@router.post(
+    "/requests/{request_id}/retry",
+    status_code=202,
+    response_model=RequestDoc,
+    summary="Retry a Failed request",
+    responses={
+        202: {"description": "Queued again (same id, next attempt).", "headers": LOCATION},
+        **problem_responses(401, 404, 409, 422, 429, 503),
+    },
+)
+@limiter.limit(submission_limit)
+@limiter.limit(every_call_limit)
+def retry_request(
+    request: Request, request_id: RequestId, caller: CallerDep, ctx: Ctx
+) -> JSONResponse:
+    """Failed → Queued under a new run key, keeping the id, inputs and history; 409 when the
+    request is not Failed."""
+    with ctx.db.session() as s:
+        owned_request(s, request_id, caller.user_id)
+        try:
+            status.retry(s, request_id, by="api")
+        except status.TransitionError as exc:
+            raise ApiProblem(409, str(exc), field="request_id", kind="not-failed") from exc
+    return doc_response(ctx, request_id, 202)
 
 
 @router.get(

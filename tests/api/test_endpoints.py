@@ -217,3 +217,21 @@ def test_music_video_not_ready_answers_202(api: ApiServer, wait: float) -> None:
             "/v1/music-videos", params={"wait": wait}, json={"video_prompt": "Rain"}
         )
     assert answer.status_code == 202 and answer.json()["status"] == "Queued"
+
+
+def test_retry_requeues_a_failed_request_and_refuses_others(api: ApiServer) -> None:
+    key = api.key("kit")
+    with api.client(key) as client:
+        rid = _submit(client).json()["request_id"]
+        not_failed = client.post(f"/v1/requests/{rid}/retry")
+        with api.db.session() as s:
+            status.submit(s, rid)
+            status.fail(s, rid, "lipsync_segments: no face in frame 1")
+        again = client.post(f"/v1/requests/{rid}/retry")
+    assert not_failed.status_code == 409
+    assert not_failed.headers["content-type"] == "application/problem+json"
+    assert again.status_code == 202 and again.headers["location"] == f"/v1/requests/{rid}"
+    doc = again.json()
+    assert (doc["status"], doc["attempt"], doc["error"]) == ("Queued", 1, None)
+    with api.db.session() as s:
+        assert [e.reason for e in status.history(s, rid)][-1].startswith("retry (api)")
