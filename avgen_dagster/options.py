@@ -22,9 +22,12 @@ class RequestOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    genre: str = Field(
-        default="ambient",
-        description="Music genre: ambient, lofi, rock, electronic, jazz, classical or pop.",
+    genre: str | None = Field(
+        default=None,
+        description=(
+            "Music genre: ambient, lofi, rock, electronic, jazz, classical or pop. Default: the "
+            "scene plan's mood."
+        ),
     )
     music_duration_s: float = Field(default=30.0, gt=0, le=300.0, description="Music, seconds.")
     clip_duration_s: float = Field(default=5.0, gt=0, le=60.0, description="Each clip, seconds.")
@@ -54,6 +57,21 @@ class RequestOptions(BaseModel):
     )
     driving_mode: Literal["loop", "pingpong", "trim"] = Field(
         default="loop", description="How a driving video is fitted to the narration's length."
+    )
+    llm: Literal["embedded", "openai"] | None = Field(
+        default=None,
+        description=(
+            "Who writes a prompt's narration: the embedded SmolLM2 or the OpenAI-compatible "
+            "endpoint the deployment configures. Default: the deployment's choice."
+        ),
+    )
+    words_per_minute: float | None = Field(
+        default=None, ge=100, le=300, description="Speaking rate, words per minute."
+    )
+    language: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2,3}([_-][A-Za-z]{2,4})?$",
+        description="The narration's language (e.g. en, en_US); the voice must speak it.",
     )
     talking_head_only: bool = Field(
         default=False,
@@ -148,9 +166,11 @@ class RequestOptions(BaseModel):
 
     @field_validator("genre")
     @classmethod
-    def _known_genre(cls, value: str) -> str:
+    def _known_genre(cls, value: str | None) -> str | None:
         from avgen_dagster.backends.music import GENRES
 
+        if value is None:
+            return None
         name = value.strip().lower()
         if name not in GENRES:
             raise ValueError(f"unknown music genre {value!r}; choose one of: {', '.join(GENRES)}")

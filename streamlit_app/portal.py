@@ -242,7 +242,7 @@ class RequestForm:
     text: str
     portrait: bytes | None
     portrait_name: str
-    genre: str
+    genre: str | None
     music_duration_s: float
     clip_duration_s: float
     image_count: int

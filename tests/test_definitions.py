@@ -20,6 +20,8 @@ TALKING_HEAD_ASSETS = {
     "lipsync_segments",
     "stitched_mp4",
     "hls",
+    "final_video",
+    "final_hls",
     "content_record",
 }
 
@@ -37,17 +39,32 @@ def test_definitions_have_the_talking_head_graph() -> None:
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.partitions_def == user_partitions, key
-        assert node.group_name in {"talking_head", "visuals", "delivery"}
+        assert node.group_name in {"talking_head", "visuals", "final_cut", "delivery"}
         assert node.description, key
         assert node.kinds, key
-    checks = {k.name for k in graph.asset_check_keys}
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    delivered = ("delivered_loudness_on_target", "delivered_true_peak_limited")
     assert checks == {
-        "loudness_on_target",
-        "true_peak_limited",
-        "av_durations_match",
-        "hls_playlist_valid",
-    }
-    for sensor in ("request_sensor", "notification_sensor", "request_failure_sensor"):
+        ("normalized_audio", "loudness_on_target"),
+        ("normalized_audio", "true_peak_limited"),
+        ("stitched_mp4", "av_durations_match"),
+        ("hls", "hls_playlist_valid"),
+        ("final_video", "captions_in_sync"),
+        ("final_video", "final_loudness_on_target"),
+        ("final_video", "final_true_peak_limited"),
+        ("final_hls", "hls_ladder_valid"),
+        *((asset, name) for asset in ("stitched_mp4", "hls", "music", "music_video", "final_hls")
+          for name in delivered),
+    }  # fmt: skip
+    for key in graph.asset_check_keys:  # a request is Completed only after every check
+        assert graph.get_check_spec(key).blocking, key
+    for sensor in (
+        "request_sensor",
+        "notification_sensor",
+        "request_failure_sensor",
+        "request_canceled_sensor",
+        "lost_run_sensor",
+    ):
         assert defs.resolve_sensor_def(sensor) is not None
     assert isinstance(user_partitions, dg.DynamicPartitionsDefinition)
     assert user_partitions.name == "user_id"

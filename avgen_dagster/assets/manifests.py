@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from avgen_dagster.backends.scene_plan import ScenePlan
 from avgen_dagster.media.words import WordTiming
 from avgen_dagster.options import RequestOptions
 
@@ -31,13 +32,15 @@ class RequestSnapshot:
 
 @dataclass(frozen=True)
 class ScriptManifest:
-    """The narration: full text, and its speakable segments in order."""
+    """The narration: full text, its speakable segments in order, and the scene plan (per
+    sentence a visual prompt and a b-roll hint; the music mood)."""
 
     request_id: str
     text: str
     segments: list[str]
     backend: str
     path: str
+    plan: ScenePlan | None = None
 
 
 @dataclass(frozen=True)

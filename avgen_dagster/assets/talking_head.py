@@ -34,6 +34,7 @@ from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.options import parse_options
 from avgen_dagster.outputs import (
     HLS_PLAYLIST,
+    PLAN_JSON,
     SCRIPT_TXT,
     SEGMENTS_JSON,
     TALKING_HEAD_MP4,
@@ -154,9 +155,10 @@ def request(
     group_name=GROUP,
     kinds={"transformers", "python"},
     description=(
-        "The narration: written by the text backend (SmolLM2 by default) from the prompt, or the "
-        "user's own script; cleaned (no emojis, stage directions or markdown) and split into "
-        "speakable segments."
+        "The scene plan and its narration: written by the text backend (SmolLM2 by default, or "
+        "an OpenAI-compatible endpoint) from the prompt, or the user's own script; per sentence "
+        "a visual prompt and a b-roll hint, a music mood and a title; the narration cleaned and "
+        "split into speakable segments."
     ),
 )
 def script(
@@ -165,40 +167,54 @@ def script(
     text_backend: TextBackendResource,
     content: ContentStore,
 ) -> dg.MaterializeResult:
-    """Write ``script/script.txt`` and ``script/segments.json``."""
+    """Write ``script/script.txt``, ``script/segments.json`` and ``script/plan.json``."""
     from avgen_dagster.backends.textproc import split_segments
 
+    opts = request.options
     if request.script is not None:
-        writer = text_backend.verbatim_writer()
-        text = writer.write(request.script, max_words=10**6)
+        backend = "verbatim"  # the user's own words; visual prompts derived from them
+        plan = text_backend.plan_for_script(request.script)
     else:
-        writer = text_backend.script_writer()
-        max_words = request.options.max_words
-        context.log.info(f"Writing a narration of up to {max_words} words with {writer.name}")
-        text = writer.write(request.prompt or "", max_words=max_words)
+        backend = text_backend.script_writer(opts.llm).name
+        context.log.info(f"Writing a plan of up to {opts.max_words} words with {backend}")
+        plan = text_backend.plan_for_prompt(
+            request.prompt or "", max_words=opts.max_words, llm=opts.llm
+        )
+    text = plan.narration
     segments = split_segments(text)
     folder = content.asset_dir(request.user_id, request.request_id, "script")
-    request_dir = content.request_dir(request.user_id, request.request_id)
+    request_dir = folder.parent
     _write_text(request_dir / SEGMENTS_JSON, json.dumps(segments, indent=2))
+    _write_text(request_dir / PLAN_JSON, plan.model_dump_json(indent=2))
     _write_text(request_dir / SCRIPT_TXT, text)
     content.publish(folder)
     script_uri = content.uri_of(request_dir / SCRIPT_TXT)
     numbered = "\n".join(f"{i + 1}. {seg}" for i, seg in enumerate(segments))
+    scenes = "\n".join(
+        f"| {i + 1} | {sc.sentence} | {sc.visual.text} | {sc.broll} |"
+        for i, sc in enumerate(plan.scenes)
+    )
     return dg.MaterializeResult(
         value=ScriptManifest(
             request_id=request.request_id,
             text=text,
             segments=segments,
-            backend=writer.name,
+            backend=backend,
             path=script_uri,
+            plan=plan,
         ),
         metadata={
             "request_id": request.request_id,
+            "title": plan.title,
             "script": dg.MetadataValue.md(text),
             "segments": dg.MetadataValue.md(numbered),
+            "scene_plan": dg.MetadataValue.md(
+                "| # | sentence | visual prompt | b-roll |\n|---|---|---|---|\n" + scenes
+            ),
+            "mood": plan.mood,
             "segment_count": len(segments),
             "word_count": len(text.split()),
-            "backend": writer.name,
+            "backend": backend,
             "file": dg.MetadataValue.path(script_uri),
         },
     )
@@ -221,7 +237,10 @@ def tts_clips(
     from avgen_dagster.media.audio_io import write_wav
 
     # Seeded by the request: the same request and seed give bit-identical audio.
-    synth = speech_backend.synthesizer(seed=request.options.seed)
+    opts = request.options
+    synth = speech_backend.synthesizer(
+        seed=opts.seed, language=opts.language, words_per_minute=opts.words_per_minute
+    )
     folder = content.asset_dir(request.user_id, request.request_id, "tts_clips")
     clips: list[AudioClip] = []
     for i, text in enumerate(script.segments):

@@ -13,6 +13,7 @@ from avgen_dagster.assets.manifests import (
     MusicManifest,
     MusicVideoManifest,
     RequestSnapshot,
+    ScriptManifest,
 )
 from avgen_dagster.assets.previews import thumbnail_markdown
 from avgen_dagster.outputs import MUSIC_M4A, MUSIC_VIDEO_MP4, MUSIC_WAV, clip_name, image_name
@@ -27,10 +28,12 @@ from avgen_dagster.resources import (
 GROUP = "visuals"
 
 
-def _visual_prompt(request: RequestSnapshot) -> str:
-    # Images illustrate the prompt, or the opening of a user's own script.
-    text = request.prompt or request.script or "a calm landscape"
-    return " ".join(text.split())[:300]
+def visual_prompts(script: ScriptManifest, count: int) -> list[str]:
+    """``count`` prompts for images or clips from the scene plan, in narration order: the
+    plan's scenes spread evenly over ``count`` (every scene when there are as many), so the
+    pictures follow what is said."""
+    prompts = script.plan.visual_prompts if script.plan is not None else [script.text[:300]]
+    return [prompts[(i * len(prompts)) // count] for i in range(count)]
 
 
 @dg.asset(
@@ -39,13 +42,15 @@ def _visual_prompt(request: RequestSnapshot) -> str:
     kinds={"python", "diffusers"},
     pool="gpu",
     description=(
-        "PNG images from the prompt: the procedural renderer by default (seeded, deterministic), "
-        "or a diffusers text-to-image pipeline. Count, size and seed from the request options."
+        "PNG images of the scene plan's visual prompts (subject, setting, style), in narration "
+        "order: the procedural renderer by default (deterministic per prompt and seed), or a "
+        "diffusers text-to-image pipeline. Count, size and seed from the request options."
     ),
 )
 def images(
     context: dg.AssetExecutionContext,
     request: RequestSnapshot,
+    script: ScriptManifest,
     image_backend: ImageBackendResource,
     content: ContentStore,
 ) -> dg.MaterializeResult:
@@ -58,9 +63,9 @@ def images(
     generator = image_backend.generator()
     folder = content.asset_dir(request.user_id, request.request_id, "images")
     request_dir = folder.parent
-    prompt = _visual_prompt(request)
+    prompts = visual_prompts(script, opts.image_count)
     paths, seeds, arrays = [], [], []
-    for i in range(opts.image_count):
+    for i, prompt in enumerate(prompts):
         seed = opts.seed + i
         rgb = generator.generate(prompt, seed=seed, width=opts.image_size, height=opts.image_size)
         path = request_dir / image_name(i)
@@ -93,7 +98,7 @@ def images(
             "seeds": dg.MetadataValue.json(seeds),
             "backend": generator.name,
             "model": str(getattr(generator, "model", generator.name)),
-            "prompt": prompt,
+            "prompts": dg.MetadataValue.json(prompts),
             "preview": dg.MetadataValue.md(thumbnail_markdown(strip, max_side=640)),
         },
     )
@@ -105,12 +110,14 @@ def images(
     kinds={"python", "transformers"},
     pool="gpu",
     description=(
-        "A music track in the requested genre and duration (procedural composer by default, or "
+        "A music track in the requested genre (else the scene plan's mood) and duration "
+        "(procedural composer by default, or "
         "MusicGen), loudness-normalised (−14 LUFS, true peak ≤ −1 dBTP); WAV and AAC (.m4a)."
     ),
 )
 def music(
     request: RequestSnapshot,
+    script: ScriptManifest,
     music_backend: MusicBackendResource,
     content: ContentStore,
 ) -> dg.MaterializeResult:
@@ -121,7 +128,8 @@ def music(
 
     opts = request.options
     generator = music_backend.generator()
-    samples = generator.generate(opts.genre, opts.music_duration_s, seed=opts.seed)
+    genre = opts.genre or (script.plan.mood if script.plan is not None else "ambient")
+    samples = generator.generate(genre, opts.music_duration_s, seed=opts.seed)
     result = normalize_music(samples, generator.sample_rate, target_lufs=music_backend.target_lufs)
     request_dir = content.asset_dir(request.user_id, request.request_id, "music").parent
     wav = write_wav(request_dir / MUSIC_WAV, result.samples, generator.sample_rate)
@@ -135,7 +143,8 @@ def music(
         "request_id": request.request_id,
         "file": dg.MetadataValue.path(wav_uri),
         "compressed_path": dg.MetadataValue.path(m4a_uri),
-        "genre": opts.genre,
+        "genre": genre,
+        "genre_from": "request" if opts.genre else "scene plan mood",
         "duration_s": dg.MetadataValue.float(round(duration, 3)),
         "sample_rate_hz": generator.sample_rate,
         "integrated_lufs": dg.MetadataValue.float(round(result.after.integrated_lufs, 2)),
@@ -155,7 +164,7 @@ def music(
             m4a_uri,
             duration,
             generator.sample_rate,
-            opts.genre,
+            genre,
             result.after.integrated_lufs,
             result.after.true_peak_dbtp,
             generator.name,
@@ -172,13 +181,15 @@ def music(
     kinds={"python", "diffusers"},
     pool="gpu",
     description=(
-        "Short H.264 clips at 24 fps, one per image: eased pan-and-zoom by default, or "
-        "LTX-Video (frames rounded to 8k+1, sides to multiples of 32)."
+        "Short H.264 clips at 24 fps, one per image, prompted by the scene plan: eased "
+        "pan-and-zoom by default, or LTX-Video (frames rounded to 8k+1, sides to multiples "
+        "of 32)."
     ),
 )
 def video_clips(
     context: dg.AssetExecutionContext,
     request: RequestSnapshot,
+    script: ScriptManifest,
     images: ImagesManifest,
     video_backend: VideoBackendResource,
     content: ContentStore,
@@ -191,13 +202,14 @@ def video_clips(
     generator = video_backend.generator()
     folder = content.asset_dir(request.user_id, request.request_id, "video_clips")
     paths, durations, first_frame = [], [], None
+    prompts = visual_prompts(script, opts.clip_count)
     for i in range(opts.clip_count):
         image = load_image_rgb(content.local_file(images.paths[i % len(images.paths)]))
         if first_frame is None:
             first_frame = image
         out = folder.parent / clip_name(i)
         encoded = write_clip(
-            generator, image, _visual_prompt(request), out, duration_s=opts.clip_duration_s,
+            generator, image, prompts[i], out, duration_s=opts.clip_duration_s,
             seed=opts.seed + i, width=images.width, height=images.height,
         )  # fmt: skip
         paths.append(content.uri_of(encoded.path))

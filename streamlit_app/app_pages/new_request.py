@@ -42,8 +42,8 @@ with st.form("new_request"):
     col1, col2 = st.columns(2)
     genre = col1.selectbox(
         "Music genre",
-        portal.GENRES,
-        index=portal.GENRES.index(option_default("genre")),
+        [None, *portal.GENRES],
+        format_func=lambda g: "From the script's mood" if g is None else g.title(),
         help=option_help("genre"),
         key="genre",
     )
