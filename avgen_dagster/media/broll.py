@@ -199,7 +199,6 @@ class _ClipBroll:
             stream = self._container.streams.video[0]
         except (av.FFmpegError, IndexError) as exc:
             raise InvalidInputError(f"b-roll clip {self.path.name} cannot be read: {exc}") from exc
-        stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate
         self._period = 1 / float(rate) if rate else 1 / 25
         base = stream.start_time or 0

@@ -396,11 +396,14 @@ class CaptionRenderer:
         cv2.add(cv2.multiply(region, layer.inverse_alpha, scale=1 / 255), fg, dst=region)
         return frame
 
-    def render_i420(self, picture: np.ndarray, t_s: float) -> np.ndarray:
+    def render_i420(
+        self, picture: np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray], t_s: float
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`render` for an I420 picture (see :mod:`avgen_dagster.media.i420`), in place.
 
         Args:
-            picture: uint8 ``(H * 3 // 2, W)`` I420 buffer of the renderer's size.
+            picture: uint8 ``(H * 3 // 2, W)`` I420 buffer of the renderer's size, or its
+                ``(Y, U, V)`` planes (e.g. views into a ``VideoFrame``).
             t_s: time on the narration's timeline, seconds.
 
         Returns:
@@ -410,11 +413,20 @@ class CaptionRenderer:
             InvalidInputError: ``picture`` has another shape or dtype.
         """
         h, w = self.height, self.width
-        if picture.shape != (h * 3 // 2, w) or picture.dtype != np.uint8:
-            raise InvalidInputError(
-                f"I420 caption pictures must be uint8 ({h * 3 // 2}, {w}), got "
-                f"{picture.dtype} {picture.shape}"
-            )
+        if isinstance(picture, np.ndarray):
+            if picture.shape != (h * 3 // 2, w) or picture.dtype != np.uint8:
+                raise InvalidInputError(
+                    f"I420 caption pictures must be uint8 ({h * 3 // 2}, {w}), got "
+                    f"{picture.dtype} {picture.shape}"
+                )
+            planes = i420.planes(picture)
+        else:
+            planes = picture
+            if planes[0].shape != (h, w) or planes[1].shape != (h // 2, w // 2):
+                raise InvalidInputError(
+                    f"I420 caption planes must be ({h}, {w}) and ({h // 2}, {w // 2}), got "
+                    f"{planes[0].shape} and {planes[1].shape}"
+                )
         index = self.cue_index_at(t_s)
         if index is None:
             return picture
@@ -431,7 +443,6 @@ class CaptionRenderer:
                 fg[k] = fg[k].copy()
                 box = np.s_[y0 // div : -(-y1 // div), x0 // div : -(-x1 // div)]
                 fg[k][box] = yuv.premultiplied_highlight[k][box]
-        planes = i420.planes(picture)
         bx0, by0, bx1, by1 = layer.box
         for k, div in enumerate((1, 2, 2)):
             region = planes[k][by0 // div : by1 // div, bx0 // div : bx1 // div]

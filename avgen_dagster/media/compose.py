@@ -259,12 +259,11 @@ class _Compositor:
         )
         self.inset.apply(talking, views)  # type: ignore[arg-type]
 
-    def frame(self, i: int, talking: av.VideoFrame) -> np.ndarray:
-        """The I420 picture of frame ``i`` (a new buffer)."""
+    def frame(self, i: int, talking: av.VideoFrame) -> av.VideoFrame:
+        """The yuv420p picture of frame ``i`` (a new frame, composed in place)."""
         t = i / self.fps
         plan = self.framer.plan
-        picture = i420.new_picture(plan.out_w, plan.out_h)
-        out = i420.planes(picture)
+        picture, out = i420.new_frame(plan.out_w, plan.out_h)
         source = i420.frame_planes(talking)
         k = self._cutaway_at(t)
         if k is None:
@@ -276,7 +275,7 @@ class _Compositor:
             if self.inset is not None:
                 self._put_inset(out, source)
         if self.captions is not None:
-            self.captions.render_i420(picture, t)
+            self.captions.render_i420(out, t)
         return picture
 
 
@@ -284,10 +283,9 @@ def _frames(talking_head: Path, compositor: _Compositor) -> Iterator[av.VideoFra
     """Composed frames as yuv420p, one per talking-head frame."""
     try:
         with av.open(str(talking_head)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = container.streams.video[0]  # small: one decoding thread is cheapest
             for i, frame in enumerate(container.decode(stream)):
-                yield i420.to_video_frame(compositor.frame(i, frame))
+                yield compositor.frame(i, frame)
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode {talking_head.name}: {exc}") from exc
 

@@ -25,6 +25,7 @@ __all__ = [
     "Planes",
     "frame_planes",
     "from_rgb",
+    "new_frame",
     "new_picture",
     "pan_zoom_i420",
     "planes",
@@ -50,6 +51,22 @@ def new_picture(width: int, height: int) -> np.ndarray:
     """
     _check_even(width, height)
     return np.empty((height * 3 // 2, width), np.uint8)
+
+
+def new_frame(width: int, height: int) -> tuple[av.VideoFrame, Planes]:
+    """A new yuv420p ``VideoFrame`` and writable views of its planes (padded rows: the views
+    are strided, which OpenCV and numpy accept): compose straight into the encoder's frame.
+
+    Raises:
+        InvalidInputError: odd or non-positive sides.
+    """
+    _check_even(width, height)
+    frame = av.VideoFrame(width, height, "yuv420p")
+    views = []
+    for plane in frame.planes:
+        flat = np.frombuffer(plane, np.uint8)
+        views.append(flat.reshape(plane.height, plane.line_size)[:, : plane.width])
+    return frame, (views[0], views[1], views[2])
 
 
 def planes(buffer: np.ndarray) -> Planes:
