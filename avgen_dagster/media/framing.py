@@ -300,6 +300,36 @@ class Framer:
             (max(0, x1 - f), y0, w, y1) if x1 < w else None,
         ]
         self._bands = [b for b in bands if b is not None and b[2] > b[0] and b[3] > b[1]]
+        self._fill_source = self._fill_dependency()
+        self._fill_cache: tuple[np.ndarray, list[np.ndarray]] | None = None
+
+    def _fill_dependency(self) -> tuple[slice, slice]:
+        """The source pixels the fill bands depend on (bands grown by 3 blur sigmas)."""
+        p = self.plan
+        if self.fill_mode == "blur" or not self._bands:
+            cx0, cy0, cx1, cy1 = self._cover_crop
+            return np.s_[cy0:cy1], np.s_[cx0:cx1]
+        grow = 3 * self._sigma * _FILL_DOWNSCALE + 2 * _FILL_DOWNSCALE
+        xs = [v for b in self._bands for v in (b[0] - grow, b[2] + grow)]
+        ys = [v for b in self._bands for v in (b[1] - grow, b[3] + grow)]
+
+        def src(v: float, offset: float, size: int) -> int:
+            return min(size, max(0, round((v - offset) / p.scale)))
+
+        x0, x1 = src(min(xs), p.offset_x, p.src_w), src(max(xs), p.offset_x, p.src_w) + 1
+        y0, y1 = src(min(ys), p.offset_y, p.src_h), src(max(ys), p.offset_y, p.src_h) + 1
+        return np.s_[y0 : min(p.src_h, y1)], np.s_[x0 : min(p.src_w, x1)]
+
+    def _fill_bands(self, frame: np.ndarray) -> list[np.ndarray]:
+        """The full-size fill of every band; reused while the pixels it depends on are
+        unchanged (a talking head's background above the head stays still)."""
+        key = frame[self._fill_source]
+        if self._fill_cache is not None and np.array_equal(self._fill_cache[0], key):
+            return self._fill_cache[1]
+        small = self._small_canvas(frame)
+        bands = [self._upscaled(small, band) for band in self._bands]
+        self._fill_cache = (key.copy(), bands)
+        return bands
 
     def _crop_geometry(self) -> tuple[tuple[int, int, int, int], tuple[int, int], tuple[int, int]]:
         """Source crop, its resized size and where the output rectangle starts in it."""
@@ -382,10 +412,9 @@ class Framer:
         x0, y0, x1, y1 = self._rect
         under: list[tuple[tuple[slice, slice], np.ndarray, np.ndarray]] = []
         if self._bands:
-            small = self._small_canvas(frame)
-            for band in self._bands:
+            for band, fill in zip(self._bands, self._fill_bands(frame), strict=True):
                 bx0, by0, bx1, by1 = band
-                out[by0:by1, bx0:bx1] = self._upscaled(small, band)
+                out[by0:by1, bx0:bx1] = fill
             f = self._feather
             ramp = (np.arange(f, dtype=np.float32) + 0.5) / max(f, 1)
             rows = ramp.reshape(-1, 1, *(1,) * (frame.ndim - 2))

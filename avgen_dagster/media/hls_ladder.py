@@ -6,9 +6,10 @@ Apple Devices"):
 * Renditions at 1080p, 720p and 360p *of the delivered format* (the short side is 1080,
   720, 360 px: 1080×1920, 720×1280, 360×640 for vertical), H.264 + AAC in MPEG-TS segments.
   The top rendition is the final MP4's own video, copied (no re-encode); the others are
-  encoded with the same CRF, preset and fixed closed GOP (``keyint = min-keyint``, no scene
-  cut, IDR on the source's keyframes), so keyframes fall on the same times in every
-  rendition and every segment starts with an IDR frame (Apple §1.10, §6.x). Audio is the
+  encoded with the same CRF and fixed closed GOP (``keyint = min-keyint``, no scene cut,
+  IDR on the source's keyframes; by default a libx264 preset one step faster), so keyframes
+  fall on the same times in every rendition and every segment starts with an IDR frame
+  (Apple HLS authoring spec, "Video" and "Segments"). Audio is the
   final MP4's AAC track, copied into every rendition.
 * Segments of ``segment_s`` (6 s, Apple's recommendation; a multiple of the GOP), VOD media
   playlists with ``EXT-X-PLAYLIST-TYPE:VOD``, ``EXT-X-ENDLIST``, ``EXT-X-INDEPENDENT-SEGMENTS``.
@@ -319,7 +320,7 @@ def build_hls_ladder(
     pre_encoded: Mapping[str, Path] | None = None,
     segment_s: float = 6.0,
     crf: int = 20,
-    preset: str = "veryfast",
+    preset: str = "superfast",
 ) -> HlsLadderResult:
     """Package ``mp4`` as an HLS ladder with WebVTT subtitles (module docstring), atomically.
 
@@ -335,7 +336,8 @@ def build_hls_ladder(
             ``compose_final_video`` in the same pass); others are encoded here.
         segment_s: segment length, s (a whole multiple of the GOP).
         crf: libx264 CRF for rungs encoded here.
-        preset: libx264 preset for rungs encoded here.
+        preset: libx264 preset for rungs encoded here (default one step faster than the
+            final MP4's ``veryfast``, as ``compose_final_video`` encodes them).
 
     Returns:
         An :class:`HlsLadderResult`.

@@ -1,8 +1,8 @@
 """Encoding the lower rungs of an HLS ladder: sizes, scaling, libx264 with aligned GOPs.
 
 A rung keeps the delivered format's aspect ratio with a short side of 1080, 720 or 360 px
-(1080×1920, 720×1280, 360×640 for vertical). Every rung is encoded with the same CRF,
-preset and fixed closed GOP (``keyint = min-keyint``, no scene cut, ``open-gop=0``, IDR
+(1080×1920, 720×1280, 360×640 for vertical). Every rung is encoded with the same CRF
+and fixed closed GOP (``keyint = min-keyint``, no scene cut, ``open-gop=0``, IDR
 forced where the source has a keyframe), so keyframes fall on the same times in all of
 them (Apple HLS authoring spec: aligned IDR frames across variants). Scaling is swscale's
 area filter on yuv420p (each rung from the one above) or OpenCV's area resize for RGB.

@@ -172,3 +172,15 @@ def test_i420_framing_matches_rgb_framing() -> None:
         assert np.abs(u - ur).mean() < 4.0, fit  # chroma blurred at half size: close
     with pytest.raises(InvalidInputError, match="even"):
         I420Framer(plan_framing(511, 512, 1080, 1920))
+
+
+def test_reused_fill_is_identical_to_a_fresh_one() -> None:
+    img = synthetic_portrait(512, 512, (230, 100), 40)
+    plan = plan_framing(512, 512, 1080, 1920, FaceAnchor(230, 100, 128))
+    framer = Framer(plan)
+    assert framer.fill_mode == "extend"
+    framer.apply(img)
+    for change in (np.s_[300:360, 200:300], np.s_[0:8, :]):  # the mouth; the top rows
+        moved = img.copy()
+        moved[change] = 255 - moved[change]
+        assert np.array_equal(framer.apply(moved), Framer(plan).apply(moved))
