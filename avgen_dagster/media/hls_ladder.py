@@ -49,7 +49,14 @@ from m3u8.model import M3U8, Media, Playlist, Segment
 from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.atomic import atomic_dir
 from avgen_dagster.media.probe import keyframe_times, probe_media
-from avgen_dagster.media.rungs import LadderEncoder, RenditionSpec, ladder_encoders, ladder_for
+from avgen_dagster.media.rungs import (
+    RUNG_PRESET,
+    RUNG_X264_PARAMS,
+    LadderEncoder,
+    RenditionSpec,
+    ladder_encoders,
+    ladder_for,
+)
 
 __all__ = [
     "HlsLadderResult",
@@ -133,10 +140,12 @@ def _gop_s(mp4: Path, fps: float) -> float:
 
 def _encode_missing(
     mp4: Path, specs: Sequence[RenditionSpec], folder: Path, fps: float, crf: int, preset: str,
-    gop_s: float,
+    gop_s: float, params: str,
 ) -> dict[str, Path]:  # fmt: skip
     """Decode ``mp4`` once and encode every spec in ``specs`` from it (IDR where it has one)."""
-    ladder = LadderEncoder(ladder_encoders(specs, folder, fps, crf=crf, preset=preset, gop_s=gop_s))
+    ladder = LadderEncoder(
+        ladder_encoders(specs, folder, fps, crf=crf, preset=preset, gop_s=gop_s, x264_params=params)
+    )
     try:
         with av.open(str(mp4)) as src:
             stream = src.streams.video[0]
@@ -292,10 +301,10 @@ def _write_master(
 
 def _rendition_videos(
     mp4: Path, specs: Sequence[RenditionSpec], top: tuple[int, int],
-    pre_encoded: Mapping[str, Path], work: Path, opts: tuple[float, int, str, float],
+    pre_encoded: Mapping[str, Path], work: Path, opts: tuple[float, int, str, float, str],
 ) -> dict[str, Path]:  # fmt: skip
     """Video source per rung: the MP4 itself, a pre-encoded file, or a fresh encode."""
-    fps, crf, preset, gop_s = opts
+    fps, crf, preset, gop_s, params = opts
     videos = {s.name: mp4 for s in specs if (s.width, s.height) == top}
     for s in specs:
         if s.name not in videos and s.name in pre_encoded:
@@ -305,7 +314,7 @@ def _rendition_videos(
             videos[s.name] = Path(pre_encoded[s.name])
     missing = [s for s in specs if s.name not in videos]
     if missing:
-        videos |= _encode_missing(mp4, missing, work, fps, crf, preset, gop_s)
+        videos |= _encode_missing(mp4, missing, work, fps, crf, preset, gop_s, params)
     return videos
 
 
@@ -320,7 +329,8 @@ def build_hls_ladder(
     pre_encoded: Mapping[str, Path] | None = None,
     segment_s: float = 6.0,
     crf: int = 20,
-    preset: str = "superfast",
+    preset: str = RUNG_PRESET,
+    x264_params: str = RUNG_X264_PARAMS,
 ) -> HlsLadderResult:
     """Package ``mp4`` as an HLS ladder with WebVTT subtitles (module docstring), atomically.
 
@@ -336,8 +346,10 @@ def build_hls_ladder(
             ``compose_final_video`` in the same pass); others are encoded here.
         segment_s: segment length, s (a whole multiple of the GOP).
         crf: libx264 CRF for rungs encoded here.
-        preset: libx264 preset for rungs encoded here (default one step faster than the
-            final MP4's ``veryfast``, as ``compose_final_video`` encodes them).
+        preset: libx264 preset for rungs encoded here (as ``compose_final_video`` encodes
+            them: :data:`~avgen_dagster.media.rungs.RUNG_PRESET`).
+        x264_params: their extra libx264 parameters
+            (:data:`~avgen_dagster.media.rungs.RUNG_X264_PARAMS`).
 
     Returns:
         An :class:`HlsLadderResult`.
@@ -359,7 +371,7 @@ def build_hls_ladder(
         work = tmp / ".work"
         work.mkdir()
         videos = _rendition_videos(
-            mp4, specs, top, pre_encoded or {}, work, (fps, crf, preset, gop_s)
+            mp4, specs, top, pre_encoded or {}, work, (fps, crf, preset, gop_s, x264_params)
         )
         built = []
         for s in specs:

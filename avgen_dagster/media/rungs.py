@@ -30,6 +30,8 @@ from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media.video_io import fps_fraction
 
 __all__ = [
+    "RUNG_PRESET",
+    "RUNG_X264_PARAMS",
     "LadderEncoder",
     "RenditionEncoder",
     "RenditionSpec",
@@ -40,6 +42,12 @@ __all__ = [
 
 _SHORT_SIDES = (1080, 720, 360)
 _AAC_FRAME = 1024  # AAC-LC frame length, samples
+#: libx264 preset of the lower rungs: one step faster than the final MP4's ``veryfast`` ...
+RUNG_PRESET = "superfast"
+#: ... with macroblock-tree rate control kept on (superfast turns it off, which doubled the
+#: bit rate here). Measured on 250 frames of a composed 720x1280 cut at CRF 20 against
+#: ``veryfast``: 30 % less CPU, 2 % more bytes, Y-PSNR 0.1 dB lower.
+RUNG_X264_PARAMS = "mbtree=1:rc-lookahead=10"
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,8 @@ class RenditionEncoder:
         sample_rate: rate of ``audio``, Hz (kept for the AAC track).
         audio_bitrate: AAC bit rate, bit/s.
         faststart: put the ``moov`` box first (progressive playback).
+        x264_params: extra ``x264-params`` (``key=value`` joined by ``:``), e.g.
+            :data:`RUNG_X264_PARAMS`.
 
     Raises:
         MediaError: the encoder cannot be opened.
@@ -123,6 +133,7 @@ class RenditionEncoder:
         sample_rate: int = 48_000,
         audio_bitrate: int = 128_000,
         faststart: bool = False,
+        x264_params: str = "",
     ) -> None:
         self.spec, self.path, self.frames = spec, Path(path), 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +154,8 @@ class RenditionEncoder:
         self._vs.options = {
             "crf": str(crf),
             "preset": preset,
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:forced-idr=1",
+            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0:forced-idr=1"
+            + (f":{x264_params}" if x264_params else ""),
         }
         self._vs.codec_context.thread_count = threads
         self._vs.codec_context.thread_type = "FRAME"
@@ -327,15 +339,24 @@ def ladder_encoders(
     fps: float | Fraction,
     *,
     crf: int = 20,
-    preset: str = "veryfast",
+    preset: str = RUNG_PRESET,
     gop_s: float = 2.0,
+    x264_params: str = RUNG_X264_PARAMS,
 ) -> list[RenditionEncoder]:
     """Video-only, single-threaded encoders for ``specs`` (largest first) into
-    ``folder/<rung>.mp4``, for a :class:`LadderEncoder`."""
+    ``folder/<rung>.mp4``, for a :class:`LadderEncoder` (default settings: :data:`RUNG_PRESET`
+    with :data:`RUNG_X264_PARAMS`)."""
     ordered = sorted(specs, key=lambda s: s.width * s.height, reverse=True)
     return [
         RenditionEncoder(
-            s, folder / f"{s.name}.mp4", fps, crf=crf, preset=preset, gop_s=gop_s, threads=1
+            s,
+            folder / f"{s.name}.mp4",
+            fps,
+            crf=crf,
+            preset=preset,
+            gop_s=gop_s,
+            threads=1,
+            x264_params=x264_params,
         )
         for s in ordered
     ]

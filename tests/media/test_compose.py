@@ -221,6 +221,10 @@ def test_same_pass_rungs_make_an_aligned_ladder(vertical, tmp_path: Path) -> Non
         pre_encoded=result.rendition_videos,
     )  # fmt: skip
     assert [r.copied for r in ladder.renditions] == [True, False, False]
+    # a usable ladder: every smaller rung needs less bandwidth (peak and average)
+    for key in ("bandwidth", "average_bandwidth"):
+        values = [getattr(r, key) for r in ladder.renditions]
+        assert values == sorted(values, reverse=True) and values[1] < 0.8 * values[0], values
     keys = []
     for r in ladder.renditions:
         assert validate_hls_playlist(r.playlist) == []
