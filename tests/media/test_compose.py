@@ -18,6 +18,7 @@ from PIL import Image
 from avgen_dagster.backends.music import ProceduralMusic
 from avgen_dagster.backends.speech import PiperSpeech
 from avgen_dagster.errors import InvalidInputError
+from avgen_dagster.media.audio_conform import conform_delivered_audio
 from avgen_dagster.media.audio_io import write_wav
 from avgen_dagster.media.caption_render import CaptionRenderer, CaptionStyle, title_safe_box
 from avgen_dagster.media.captions import build_cues, split_sentences
@@ -27,6 +28,7 @@ from avgen_dagster.media.framing import FaceAnchor, Framer, plan_framing
 from avgen_dagster.media.hls import validate_hls_playlist
 from avgen_dagster.media.hls_ladder import build_hls_ladder
 from avgen_dagster.media.probe import is_faststart, keyframe_times, probe_media
+from avgen_dagster.media.rungs import RenditionEncoder, RenditionSpec
 from avgen_dagster.media.video_io import encode_video_mp4
 from avgen_dagster.media.words import WordTiming
 from tests.conftest import SAMPLE_PORTRAIT
@@ -290,3 +292,30 @@ def test_bad_input_is_refused_before_any_output(inputs, tmp_path: Path) -> None:
             inputs.talking_head, inputs.words, out, options=ComposeOptions(caption_style=style)
         )
     assert not out.exists()
+
+
+def test_delivered_audio_out_of_spec_is_corrected_once_video_untouched(tmp_path: Path) -> None:
+    sr = 48_000
+    t = np.arange(3 * sr) / sr
+    loud = 0.9 * np.sin(2 * np.pi * 440 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    loud = loud.astype(np.float32)  # about -6 LUFS, peaks near 0 dBTP: out of spec
+    encoder = RenditionEncoder(
+        RenditionSpec("test", 320, 240), tmp_path / "loud.mp4", FPS, audio=loud, sample_rate=sr,
+        faststart=True,
+    )  # fmt: skip
+    for frame in _clip_frames(75):
+        encoder.add(frame)
+    mp4 = encoder.close()
+
+    def video_packets() -> list[bytes]:
+        with av.open(str(mp4)) as c:
+            return [bytes(p) for p in c.demux(c.streams.video[0]) if p.size]
+
+    before = video_packets()
+    result = conform_delivered_audio(mp4, loud, sr, target_lufs=-16.0, ceiling_dbtp=-1.0)
+    assert result.corrected and result.in_spec
+    lufs, peak = ffmpeg_ebur128(mp4)
+    assert abs(lufs + 16.0) <= 0.5 and peak <= -1.0, (lufs, peak)
+    assert video_packets() == before and is_faststart(mp4)
+    again = conform_delivered_audio(mp4, loud, sr, target_lufs=-16.0)
+    assert not again.corrected  # what is in spec is left alone
