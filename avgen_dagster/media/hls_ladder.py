@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import heapq
 import math
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -385,32 +386,27 @@ def build_hls_ladder(
                 Path(captions_vtt), tmp / "subs" / language, built[0].segment_durations_s, mpegts
             )
         _write_master(tmp, built, subs, language, subtitle_name)
-        for f in work.iterdir():
-            f.unlink()
-        work.rmdir()
+        shutil.rmtree(work)
+    result = HlsLadderResult(
+        master=tmp / MASTER_NAME, renditions=tuple(built), subtitles_playlist=subs,
+        subtitle_segments=sub_files, mpegts_start=mpegts, segment_s=segment_s, gop_s=gop_s,
+    )  # fmt: skip
+    return _relocated(result, tmp, out_dir)
+
+
+def _relocated(result: HlsLadderResult, old: Path, new: Path) -> HlsLadderResult:
+    """``result`` with every path under ``old`` (the temporary folder) moved under ``new``."""
 
     def moved(p: Path) -> Path:
-        return out_dir / p.relative_to(tmp)
+        return new / p.relative_to(old)
 
-    final = tuple(
-        Rendition(
-            r.name,
-            r.width,
-            r.height,
-            moved(r.playlist),
-            tuple(moved(s) for s in r.segments),
-            r.segment_durations_s,
-            r.bandwidth,
-            r.average_bandwidth,
-            r.codecs,
-            r.frame_rate,
-            r.copied,
-        )
-        for r in built
+    renditions = tuple(
+        replace(r, playlist=moved(r.playlist), segments=tuple(moved(s) for s in r.segments))
+        for r in result.renditions
     )
-    return HlsLadderResult(
-        master=out_dir / MASTER_NAME, renditions=final,
+    subs = result.subtitles_playlist
+    return replace(
+        result, master=moved(result.master), renditions=renditions,
         subtitles_playlist=moved(subs) if subs is not None else None,
-        subtitle_segments=tuple(moved(f) for f in sub_files), mpegts_start=mpegts,
-        segment_s=segment_s, gop_s=gop_s,
+        subtitle_segments=tuple(moved(f) for f in result.subtitle_segments),
     )  # fmt: skip
