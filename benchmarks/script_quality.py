@@ -19,6 +19,7 @@ Usage::
 
     .venv/bin/python benchmarks/script_quality.py [--only before|after] [--ids a,b]
         [--out results.json]
+    .venv/bin/python benchmarks/script_quality.py --rescore results.json
 """
 
 from __future__ import annotations
@@ -155,13 +156,36 @@ def print_tables(rows: dict[str, list[dict]], load: dict[str, float]) -> None:
         print(f"| {r['id']} | {r['max_words']} | " + " | ".join(cells) + " |")
 
 
+def rescore(path: Path) -> tuple[dict[str, list[dict]], dict[str, float]]:
+    """A saved ``--out`` file's scripts measured again with the current measures.
+
+    The scripts, times and token counts are those saved; only the scores are recomputed
+    (e.g. after a chatter pattern is added, to count it in both columns).
+    """
+    from avgen_dagster.backends.script_quality import score_script
+
+    saved = json.loads(path.read_text())
+    rows = {
+        mode: [
+            {**r, **asdict(score_script(r["prompt"], r["script"], r["max_words"]))}
+            for r in mode_rows
+        ]
+        for mode, mode_rows in saved["rows"].items()
+    }
+    return rows, saved["load_s"]
+
+
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=MODES, help="run one mode only")
     parser.add_argument("--ids", help="comma-separated prompt ids (default: all 30)")
     parser.add_argument("--out", type=Path, help="write every script and score as JSON")
+    parser.add_argument("--rescore", type=Path, help="re-measure a saved --out file, no model")
     args = parser.parse_args()
+    if args.rescore:
+        print_tables(*rescore(args.rescore))
+        return
     modes = (args.only,) if args.only else MODES
     prompts = load_prompts(args.ids.split(",") if args.ids else None)
     load = measure_load()

@@ -95,7 +95,8 @@ CHATTER_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
     for p in (
         r"^(?:sure|certainly|absolutely|okay|ok)\s*[!,.]|^great question\b",
         r"^here(?:'s| is| are)\s+(?:a|an|the|your|my|some)\s+(?:[\w-]+\s+){0,3}"
-        r"(?:version|script|narration|rewrite|draft|response|voice-?over|paragraph)s?\b",
+        r"(?:version|script|narration|rewrite|draft|response|voice-?over|paragraph|text|"
+        r"sample)s?\b",
         r"\b(?:below|above) (?:is|are) (?:a|an|the|your|my)\b",
         r"\b(?:rewritten|revised|updated|improved|edited|shortened|expanded) "
         r"(?:version|script|text|narration|draft|paragraph)\b",
@@ -107,7 +108,7 @@ CHATTER_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\byou(?:'ve| have) got it right\b|\byou(?:'re| are) (?:absolutely |exactly )?right\b",
         r"\b(?:stay safe and|enjoy your day|have a (?:great|nice|good|wonderful) day)\b",
         r"\bas an ai\b|\blanguage model\b|\bI'm an ai\b|\bI am an ai\b",
-        r"\b(?:I hope (?:this|that|you (?:enjoy|found|like))|hope this helps|happy to help|"
+        r"\b(?:I hope (?:this|that|you)\b|hope this helps|happy to help|"
         r"glad to help|thank you for (?:reading|your request|asking))\b",
         r"\b(?:let me know|feel free to (?:ask|reach out|contact|let me)|"
         r"if you have any (?:other |more |further )?questions)\b",
@@ -119,6 +120,9 @@ CHATTER_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"\b(?:original|above) (?:text|script|version|passage|prompt)\b",
         r"\b(?:enhance|improve) (?:clarity|readability|flow)\b",
         r"\bI(?:'d| would) be happy to\b|\bI can help\b|\bI'll (?:rewrite|write)\b",
+        r"\ball I can do for you\b|\bI(?:'m| am) going to help you\b|"
+        r"\byou(?:'re| are) going to have to work with me\b",
+        r"^(?:good ?night|goodbye|bye)\b|\bthere you (?:go|have it),? my friend\b",
     )
 )
 """Sentences matching any of these are assistant chatter, not narration."""

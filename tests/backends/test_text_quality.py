@@ -63,6 +63,11 @@ def test_on_topic_needs_half_of_the_key_terms() -> None:
         "This script is designed for young listeners.",
         "Here is a short narration for your video.",
         "I have rephrased the original text to be simpler.",
+        "Here's a sample text with some practical study tips.",
+        "Step-by-step on a scale is all I can do for you.",
+        "Goodnight everyone out there!",
+        "So there you go, my friend.",
+        "I hope you've grown into a brave person after all.",
     ],
 )
 def test_chatter_is_detected(sentence: str) -> None:
