@@ -20,8 +20,9 @@ How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measur
   (:func:`split_audience`);
 - decoding: the first candidate greedy, later ones sampled (temperature 0.4, top-p 0.9), all
   with repetition penalty 1.1 and no repeated 4-gram; end-of-text suppressed until ~80 % of
-  the words exist, generation stopped once ``max_words`` plus a margin exist; one torch
-  thread for a small model (:func:`~avgen_dagster.backends.llm_local.torch_threads`);
+  the words exist, generation stopped once ``max_words`` + 2 words exist; as many torch
+  threads as the load average leaves idle cores, at least one
+  (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`);
 - reranking: up to 3 candidates, one after another, until one passes every check of
   :mod:`~avgen_dagster.backends.script_quality` (on-topic, length within ±15 %, no
   repeated sentence, no list run, no chatter), else the lowest penalty;
@@ -46,6 +47,7 @@ from avgen_dagster.backends.llm_local import (
     LoadedModel,
     clear_model_cache,
     default_smollm2_path,
+    idle_cpu_threads,
     load_model,
     model_load_count,
     resolve_source,
@@ -232,9 +234,11 @@ class WriterSettings:
             ``max_words`` has been generated (0: off).
         polish: Strip chatter and repeated sentences (see :func:`polish_narration`).
         stop_early: Stop generating once ``max_words`` plus a margin exist.
-        threads: torch threads while generating: ``"auto"`` is 1 for models under
-            :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` parameters and
-            torch's default otherwise; ``None`` leaves torch's setting.
+        threads: torch threads while generating: ``"auto"`` is, for models under
+            :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` parameters, the
+            cores left idle by the load average
+            (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`), and torch's
+            default for larger models; ``None`` leaves torch's setting.
         legacy_retry: The original loop: one greedy attempt, one sampled retry only when
             the text is too short, no ranking.
         separate_audience: Leave "to a curious ten-year-old" out of the user turn
@@ -376,7 +380,7 @@ class SmolLM2ScriptWriter:
         threads = self.settings.threads
         if threads == "auto":
             small = loaded.parameters < SMALL_MODEL_PARAMS and self.device == "cpu"
-            return 1 if small else None
+            return idle_cpu_threads() if small else None
         return threads
 
     def _encode(self, tok: Any, prompt: str, max_words: int) -> dict[str, Any]:
@@ -422,8 +426,8 @@ class SmolLM2ScriptWriter:
         if s.stop_early:
             from transformers import StoppingCriteriaList
 
-            margin = max(10, max_words // 10)
-            stop = _WordBudgetStop(tok, prompt_len, max_words + margin)
+            # Past max_words every further sentence is cut anyway; 2 words of margin.
+            stop = _WordBudgetStop(tok, prompt_len, max_words + 2)
             gen["stopping_criteria"] = StoppingCriteriaList([stop])
         with (
             torch_threads(self._threads(loaded)),

@@ -3,12 +3,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from avgen_dagster.backends.llm_local import clear_model_cache, load_model, resolve_source
+from avgen_dagster.backends.llm_local import (
+    clear_model_cache,
+    idle_cpu_threads,
+    load_model,
+    resolve_source,
+)
 from avgen_dagster.backends.scene_plan import ScenePlan, plan_for_prompt
 from avgen_dagster.backends.script_quality import is_chatter, repeated_sentences
 from avgen_dagster.backends.text import (
@@ -239,3 +246,15 @@ def test_smollm2_plan_for_a_short_prompt_validates() -> None:
     assert repeated_sentences(plan.narration) == 0
     assert plan.mood in {"pop", "ambient"}  # "cats" votes pop; no keyword gives ambient
     assert len(plan.visual_prompts) == len(plan.sentences)
+
+
+def test_thread_count_does_not_change_the_text(tiny_llama_dir: Path) -> None:
+    assert 1 <= idle_cpu_threads() <= len(os.sched_getaffinity(0))
+    texts = []
+    for threads in (1, 2):
+        settings = replace(TUNED, threads=threads, candidates=2)
+        writer = SmolLM2ScriptWriter(
+            model_path=str(tiny_llama_dir), settings=settings, max_new_tokens=40
+        )
+        texts.append(writer.write("Explain why the sky is blue.", max_words=15))
+    assert texts[0] == texts[1]
