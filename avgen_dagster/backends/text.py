@@ -21,7 +21,7 @@ How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measur
 - decoding: the first candidate greedy, later ones sampled (temperature 0.4, top-p 0.9), all
   with repetition penalty 1.1 and no repeated 4-gram; end-of-text suppressed until ~80 % of
   the words exist, generation stopped once ``max_words`` + 2 words exist; as many torch
-  threads as the load average leaves idle cores, at least one
+  threads as other work leaves cores idle, at least one
   (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`);
 - reranking: up to 3 candidates, one after another, until one passes every check of
   :mod:`~avgen_dagster.backends.script_quality` (on-topic, length within ±15 %, no
@@ -236,7 +236,7 @@ class WriterSettings:
         stop_early: Stop generating once ``max_words`` plus a margin exist.
         threads: torch threads while generating: ``"auto"`` is, for models under
             :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` parameters, the
-            cores left idle by the load average
+            cores other work leaves idle
             (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`), and torch's
             default for larger models; ``None`` leaves torch's setting.
         legacy_retry: The original loop: one greedy attempt, one sampled retry only when
