@@ -237,11 +237,13 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
     """The talking-head assets with content and outputs in the store, then `hls` alone
     re-materialized with an empty working copy (a different pod): it loads its input from
     the store's IO manager and fetches the MP4 from the store."""
-    from avgen_dagster.assets import records, talking_head
+    from avgen_dagster.assets import final_cut, records, talking_head, visuals
     from avgen_dagster.checks import talking_head_checks
     from avgen_dagster.definitions import default_resources
+    from avgen_dagster.resources.io import RequestOutputsIOManager
     from avgen_dagster.runs import REQUEST_ID_TAG
     from avgen_dagster.settings import get_settings
+    from avgen_dagster.store import status
 
     monkeypatch.setenv("AVGEN_CONTENT_URL", bucket_url)
     monkeypatch.setenv("AVGEN_CONTENT_CACHE_DIR", str(tmp_path / "pod_1"))
@@ -257,23 +259,32 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
             options={},
         ),
     )
+    with db.session() as s:
+        status.submit(s, rid)  # as the request sensor does
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("user_id", [USER])
-    assets = [*dg.load_assets_from_modules([talking_head, records]), *talking_head_checks]
+    assets = [
+        *dg.load_assets_from_modules([talking_head, visuals, final_cut, records]),
+        *talking_head_checks,
+    ]
     resources = default_resources()
-    assert isinstance(resources["io_manager"], dg.FilesystemIOManager)
-    assert resources["io_manager"].base_dir == f"{bucket_url}/.dagster-io"
+    # Asset outputs go to the store too, beside the request's files (another pod reads them).
+    assert isinstance(resources["io_manager"], RequestOutputsIOManager)
+    assert resources["io_manager"].root == bucket_url
     first = dg.materialize(
         assets,
         instance=instance,
         partition_key=USER,
         resources=resources,
         tags={REQUEST_ID_TAG: rid},
-        selection=dg.AssetSelection.all() - dg.AssetSelection.assets("content_record"),
+        selection=dg.AssetSelection.groups("talking_head"),
     )
     assert first.success
-    checks = {e.asset_check_key.name: e.passed for e in first.get_asset_check_evaluations()}
-    assert all(checks.values()) and len(checks) == 4, checks
+    checks = {
+        (e.asset_key.to_user_string(), e.asset_check_key.name): e.passed
+        for e in first.get_asset_check_evaluations()
+    }
+    assert all(checks.values()) and len(checks) == 8, checks
 
     stored = _objects(s3_server, bucket_url)
     names = {k.split("/", 2)[2] for k in stored if k.startswith(f"{USER}/{rid}/")}
@@ -286,7 +297,7 @@ def test_job_writes_to_the_store_and_reexecutes_on_another_machine(
         "stitched_mp4/talking_head.mp4",
         "hls/index.m3u8",
     } <= names
-    assert any(k.startswith(".dagster-io/stitched_mp4/") for k in stored)
+    assert f"{USER}/{rid}/.outputs/stitched_mp4.pickle" in stored
     mp4_meta = first.asset_materializations_for_node("stitched_mp4")[0].metadata
     assert mp4_meta["file"].value == f"{bucket_url}/{USER}/{rid}/stitched_mp4/talking_head.mp4"
 
