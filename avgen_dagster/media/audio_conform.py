@@ -23,7 +23,7 @@ import numpy as np
 
 from avgen_dagster.errors import MediaError
 from avgen_dagster.media.atomic import atomic_path
-from avgen_dagster.media.decode import read_audio_track
+from avgen_dagster.media.decode import decode_audio
 from avgen_dagster.media.loudness import LoudnessMeasurement, measure_loudness, normalize_loudness
 
 __all__ = [
@@ -60,8 +60,9 @@ def measure_file_audio(path: Path | str) -> LoudnessMeasurement:
     Raises:
         MediaError: no audio track, or the file cannot be decoded.
     """
-    samples, rate = read_audio_track(path)
-    return measure_loudness(samples, rate)
+    # Unclipped: a lossy decoder's overshoot above full scale must reach the true-peak meter.
+    samples, rate = decode_audio(path)
+    return measure_loudness(samples.mean(axis=0), rate)
 
 
 def _encode_audio(
