@@ -81,9 +81,7 @@ def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     with op.batch_alter_table("notifications", naming_convention=_NAMING) as batch:
         batch.drop_constraint(_SQLITE_REQUEST_UQ if sqlite else _PG_REQUEST_UQ, type_="unique")
-        batch.add_column(
-            sa.Column("kind", sa.String(16), nullable=False, server_default="message")
-        )
+        batch.add_column(sa.Column("kind", sa.String(16), nullable=False, server_default="message"))
         batch.add_column(sa.Column("target", sa.Text(), nullable=True))
         batch.create_unique_constraint("uq_notifications_message_id", ["message_id"])
         batch.create_index("ix_notifications_request_id", ["request_id"])
