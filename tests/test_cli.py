@@ -60,6 +60,10 @@ def test_generate_runs_the_job_and_prints_json(avgen_env: AvgenEnv, tmp_path: Pa
     assert str(mp4).startswith(str(avgen_env.content / "cli_user" / out["request_id"]))
     assert Path(out["music_video"]).is_file() and Path(out["music"]).suffix == ".m4a"
     assert len(out["images"]) == 1
+    for key in ("final_video", "hls_master", "captions_vtt", "captions_srt"):
+        path = Path(out[key])
+        assert path.is_absolute() and path.is_file(), key
+    assert Path(out["final_video"]).suffix == ".mp4" and Path(out["hls_master"]).suffix == ".m3u8"
     assert "stitched_mp4" in proc.stderr  # progress per stage
     # The run is in the instance at DAGSTER_HOME, as `dagster dev` would show it.
     instance = dg.DagsterInstance.from_config(str(avgen_env.home))

@@ -128,10 +128,15 @@ class BedMix:
 def _integrated_lufs(x: np.ndarray, sample_rate: int) -> float:
     """BS.1770-4 integrated loudness only (pyloudnorm; no true-peak pass), LUFS.
 
-    ``-inf`` for silence, audio below the -70 LUFS gate or shorter than one 0.4 s block.
+    ``-inf`` for silence or audio below the -70 LUFS gate. Audio shorter than one 0.4 s
+    gating block (a one-word narration) is measured repeated to one block: the loudness of
+    a periodic signal is that of one period.
     """
-    if x.size < GATING_BLOCK_S * sample_rate or not np.any(x):
+    if x.size == 0 or not np.any(x):
         return float("-inf")
+    block = math.ceil(GATING_BLOCK_S * sample_rate)
+    if x.size < block:
+        x = np.tile(x, math.ceil(block / x.size))[:block]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(x.astype(np.float64)))
