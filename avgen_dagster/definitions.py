@@ -42,7 +42,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIO
         "io_manager": RequestOutputsIOManager(),
         "app_db": AppDatabaseResource(),
         "content": ContentStore(),
-        "text_backend": TextBackendResource(),
+        "text_backend": TextBackendResource.from_env(),  # AVGEN_LLM_BASE_URL selects openai
         "speech_backend": SpeechBackendResource(),
         "lipsync_backend": LipsyncBackendResource(),
         "media": MediaChainResource(),

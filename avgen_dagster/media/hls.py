@@ -122,6 +122,13 @@ def _first_frame_is_idr(segment: Path) -> str | None:
                     if not frame.key_frame:
                         return f"segment {segment.name}: first decoded frame is not a keyframe"
                     return None
+            # A decoder may hold its frames until flushed (a one-frame last segment).
+            for frame in vs.codec_context.decode(None):
+                return (
+                    None
+                    if frame.key_frame
+                    else (f"segment {segment.name}: first decoded frame is not a keyframe")
+                )
             return f"segment {segment.name} has no decodable video frame"
     except av.FFmpegError as exc:
         return f"segment {segment.name} cannot be decoded: {exc}"

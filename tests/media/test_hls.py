@@ -138,3 +138,17 @@ def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(MediaError):
         export_hls(bad, tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_one_frame_last_segment_is_valid(tmp_path: Path) -> None:
+    """A stitched 6.04 s at 25 fps with a 2 s GOP (like the demo's 48.04 s narration) leaves a
+    last segment of one keyframe, which a decoder returns only when flushed: valid."""
+    rng = np.random.default_rng(0)
+    frames = (np.full((64, 64, 3), (i * 5) % 255, np.uint8) for i in range(151))
+    voice = rng.normal(0, 0.1, int(16000 * 6.04)).astype(np.float32)
+    seg = encode_segment_mp4(frames, 25, voice, 16000, tmp_path / "s.mp4")
+    stitched = tmp_path / "stitched.mp4"
+    stitch_segments([seg], stitched, crossfade_s=0.25, fps=25)
+    result = export_hls(stitched, tmp_path / "hls", segment_s=6.0)
+    assert [round(d, 2) for d in result.segment_durations_s] == [6.0, 0.04]
+    assert validate_hls_playlist(result.playlist) == []
