@@ -165,5 +165,7 @@ def test_three_users_on_postgres_one_run_per_user(
     assert not (tmp_path / "portal_cache").exists() or not any(
         (tmp_path / "portal_cache").rglob("*.mp4")
     )
-    assert any(k.startswith("content/.dagster-io/") for k in objects)
+    # Asset outputs too, kept per request beside its files (another pod's run reads them).
+    for rid, user in submitted:
+        assert f"content/{user}/{rid}/.outputs/stitched_mp4.pickle" in objects
     print(f"\n6 requests from 3 users on Postgres + S3: {wall:.1f} s wall")

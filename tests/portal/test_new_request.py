@@ -95,7 +95,7 @@ def test_prompt_request_defaults_to_notify_when_ready(world: PortalWorld) -> Non
     assert not at.error, [e.value for e in at.error]
     (req,) = _requests(world, "dave")
     assert req.prompt == "A short welcome for new volunteers" and req.script is None
-    assert req.notify_at is None and req.options["genre"] == "ambient"
+    assert req.notify_at is None and req.options["genre"] is None  # the plan's mood
 
 
 def test_browser_time_zone_is_the_default(world: PortalWorld) -> None:
