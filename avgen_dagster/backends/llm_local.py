@@ -24,7 +24,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -43,7 +42,6 @@ __all__ = [
     "clear_model_cache",
     "converted_cache_dir",
     "default_smollm2_path",
-    "idle_cpu_threads",
     "load_model",
     "model_load_count",
     "resolve_source",
@@ -281,39 +279,12 @@ def load_model(
     return _CACHE.get(key, lambda: _load_uncached(source, device, dtype, convert_cache))
 
 
-def idle_cpu_threads(sample_s: float = 0.2) -> int:
-    """Threads for a small model's generation: the cores other work leaves idle, at least 1.
-
-    System CPU use is sampled for ``sample_s`` seconds just before generating
-    (:func:`psutil.cpu_percent`; this process is idle then, so its own earlier work does not
-    count, unlike the load average); a core counts as busy from 25 % use:
-    ``threads = clamp(cores − ceil(busy_cores − 0.25), 1, cores)``. Measured here
-    (SmolLM2-135M float32, 150 new tokens, 2 cores): idle, 1 thread 19 tokens/s and
-    2 threads 31–32 tokens/s; with the cores busy (load 4–6), 1 thread 13–16 tokens/s and
-    2 threads 1.6–2.3 tokens/s (threads that spin-wait on busy cores stall each other).
-    Without psutil: the 1-minute load average stands in for ``busy_cores``. The thread
-    count does not change the text: 220 greedy tokens of SmolLM2 on the demo prompt were
-    identical with 1 and 2 threads.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = max(1, cores or 1)
-    try:
-        import psutil
-
-        busy = psutil.cpu_percent(interval=sample_s) / 100.0 * (psutil.cpu_count() or cores)
-    except ImportError:
-        try:
-            busy = os.getloadavg()[0]
-        except (AttributeError, OSError):
-            return 1
-    return max(1, min(cores, cores - math.ceil(busy - 0.25)))
-
-
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` torch intra-op threads, then restore the previous count.
 
-    ``None`` leaves the setting alone (see :func:`idle_cpu_threads` for how many to ask).
+    ``None`` leaves the setting alone (:func:`avgen_dagster.cpus.idle_cpu_threads` says how
+    many to ask).
     """
     if n is None:
         yield

@@ -22,7 +22,7 @@ How the embedded writer gets the most out of a 135M model (:data:`TUNED`, measur
   with repetition penalty 1.1 and no repeated 4-gram; end-of-text suppressed until ~80 % of
   the words exist, generation stopped once ``max_words`` + 2 words exist; as many torch
   threads as other work leaves cores idle, at least one
-  (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`);
+  (:func:`~avgen_dagster.cpus.idle_cpu_threads`);
 - reranking: up to 3 candidates, one after another, until one passes every check of
   :mod:`~avgen_dagster.backends.script_quality` (on-topic, length within ±15 %, no
   repeated sentence, no list run, no chatter), else the lowest penalty;
@@ -47,7 +47,6 @@ from avgen_dagster.backends.llm_local import (
     LoadedModel,
     clear_model_cache,
     default_smollm2_path,
-    idle_cpu_threads,
     load_model,
     model_load_count,
     resolve_source,
@@ -70,6 +69,7 @@ from avgen_dagster.backends.textproc import (
     validate_prompt,
     validate_script,
 )
+from avgen_dagster.cpus import idle_cpu_threads
 from avgen_dagster.errors import BackendError, InvalidInputError
 
 __all__ = [
@@ -237,7 +237,7 @@ class WriterSettings:
         threads: torch threads while generating: ``"auto"`` is, for models under
             :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` parameters, the
             cores other work leaves idle
-            (:func:`~avgen_dagster.backends.llm_local.idle_cpu_threads`), and torch's
+            (:func:`~avgen_dagster.cpus.idle_cpu_threads`), and torch's
             default for larger models; ``None`` leaves torch's setting.
         legacy_retry: The original loop: one greedy attempt, one sampled retry only when
             the text is too short, no ranking.

@@ -30,6 +30,7 @@ from typing import Literal
 import av
 import numpy as np
 
+from avgen_dagster.cpus import idle_cpu_threads
 from avgen_dagster.errors import InvalidInputError, MediaError
 from avgen_dagster.media import i420
 from avgen_dagster.media.audio_conform import conform_delivered_audio
@@ -304,11 +305,15 @@ def _encode(
     mixed: BedMix, opts: ComposeOptions,
 ) -> tuple[RenditionEncoder, dict[str, Path]]:  # fmt: skip
     """One pass: the final MP4 (with the mix) and, with ``ladder_dir``, the lower HLS rungs,
-    every encoder single-threaded in its own thread (:class:`LadderEncoder`)."""
+    each encoder in its own thread (:class:`LadderEncoder`): the lower rungs single-threaded,
+    the top one with libx264's frame threads when cores are idle (wall 2.42x → 1.96x of a
+    plain encode, idle 2 cores) and single-threaded on busy cores (where frame threads cost
+    ~40 % more CPU)."""
     w, h = format_size(opts.format)
     specs = ladder_for(w, h)
     top = RenditionEncoder(
-        specs[0], output, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s, threads=1,
+        specs[0], output, fps, crf=opts.crf, preset=opts.preset, gop_s=opts.gop_s,
+        threads=0 if idle_cpu_threads() > 1 else 1,
         audio=mixed.mix, sample_rate=mixed.sample_rate, audio_bitrate=opts.audio_bitrate,
         faststart=True,
     )  # fmt: skip

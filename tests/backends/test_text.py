@@ -12,7 +12,6 @@ import pytest
 
 from avgen_dagster.backends.llm_local import (
     clear_model_cache,
-    idle_cpu_threads,
     load_model,
     resolve_source,
 )
@@ -30,6 +29,7 @@ from avgen_dagster.backends.text import (
     split_audience,
     words_to_max_tokens,
 )
+from avgen_dagster.cpus import idle_cpu_threads
 from avgen_dagster.errors import BackendError, InvalidInputError
 
 CHAT_TEMPLATE = (
