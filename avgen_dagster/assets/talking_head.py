@@ -8,7 +8,6 @@ files atomically under ``<content root>/<user_id>/<request_id>/<asset>/``, publi
 """
 
 import json
-import math
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -28,7 +27,7 @@ from avgen_dagster.assets.manifests import (
     VideoManifest,
     VideoSegment,
 )
-from avgen_dagster.assets.previews import thumbnail_markdown
+from avgen_dagster.assets.previews import db_json, db_metadata, thumbnail_markdown
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.options import parse_options
@@ -69,17 +68,6 @@ PREVIEW_FRAME_INDEX = 12  # 0.5 s in at 25 fps: usually mid-word, mouth open
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-
-
-def _db_json(value: float | None) -> float | None:
-    # Silence measures −inf LUFS/dBTP, which JSON cannot carry: report it as null.
-    return round(value, 2) if value is not None and math.isfinite(value) else None
-
-
-def _db_metadata(value: float | None) -> dg.MetadataValue:
-    """A level in dB (LUFS, dBTP) as UI metadata; silence (−inf) shows as text."""
-    rounded = _db_json(value)
-    return dg.MetadataValue.float(rounded) if rounded is not None else dg.MetadataValue.text("-inf")
 
 
 def _tag_worker(context: dg.AssetExecutionContext) -> None:
@@ -316,15 +304,15 @@ def normalized_audio(
         metadata={
             "request_id": request.request_id,
             "target_lufs": dg.MetadataValue.float(target),
-            "integrated_lufs_min": _db_metadata(min(lufs)),
-            "integrated_lufs_max": _db_metadata(max(lufs)),
-            "true_peak_dbtp_max": _db_metadata(max(peaks)),
+            "integrated_lufs_min": db_metadata(min(lufs)),
+            "integrated_lufs_max": db_metadata(max(lufs)),
+            "true_peak_dbtp_max": db_metadata(max(peaks)),
             "per_clip": dg.MetadataValue.json(
                 [
                     {
                         "clip": Path(c.path).name,
-                        "lufs": _db_json(c.integrated_lufs),
-                        "true_peak_dbtp": _db_json(c.true_peak_dbtp),
+                        "lufs": db_json(c.integrated_lufs),
+                        "true_peak_dbtp": db_json(c.true_peak_dbtp),
                     }
                     for c in clips
                 ]
@@ -550,8 +538,8 @@ def stitched_mp4(
             "video_duration_s": dg.MetadataValue.float(round(manifest.video_duration_s, 3)),
             "audio_duration_s": dg.MetadataValue.float(round(manifest.audio_duration_s, 3)),
             "av_drift_s": dg.MetadataValue.float(round(info.av_drift_s, 4)),
-            "integrated_lufs": _db_metadata(loud.integrated_lufs),
-            "true_peak_dbtp": _db_metadata(loud.true_peak_dbtp),
+            "integrated_lufs": db_metadata(loud.integrated_lufs),
+            "true_peak_dbtp": db_metadata(loud.true_peak_dbtp),
             "crossfade_s": dg.MetadataValue.float(crossfade),
             "segment_count": len(lipsync_segments.segments),
             "faststart": manifest.faststart,

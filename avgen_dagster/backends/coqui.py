@@ -36,9 +36,9 @@ from avgen_dagster.backends.speech import (
     SpeechResult,
     check_language,
     check_seed,
-    trim_bounds,
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.media.audio_io import trim_bounds
 from avgen_dagster.media.words import WordTiming
 from avgen_dagster.model_cache import ModelCache
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from avgen_dagster.backends.speech_words import SpokenPhoneme, align_words
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.media.audio_io import trim_bounds
 from avgen_dagster.media.words import WordTiming
 from avgen_dagster.model_cache import ModelCache
 
@@ -52,8 +53,6 @@ __all__ = [
     "default_piper_voice_path",
     "length_scale_for",
     "read_piper_voice_info",
-    "trim_bounds",
-    "trim_silence",
     "voice_load_count",
 ]
 
@@ -119,56 +118,6 @@ class SpeechSynthesizer(Protocol):
             BackendError: the voice cannot load or produce audio.
         """
         ...
-
-
-def trim_bounds(
-    x: np.ndarray, sample_rate: int, pad_s: float, threshold_db: float
-) -> tuple[int, int, int, int] | None:
-    """Where :func:`trim_silence` cuts ``x``: ``(start, stop, lead, tail)`` in samples.
-
-    The output is ``lead`` zeros, ``x[start:stop]``, ``tail`` zeros; a time ``t`` samples
-    into ``x`` lands at ``t - start + lead``. None when every sample is silent.
-    """
-    pad = round(pad_s * sample_rate)
-    active = np.flatnonzero(np.abs(x) >= 10.0 ** (threshold_db / 20.0))
-    if active.size == 0:
-        return None
-    first, last = int(active[0]), int(active[-1]) + 1
-    start, stop = max(0, first - pad), min(x.size, last + pad)
-    return start, stop, pad - (first - start), pad - (stop - last)
-
-
-def trim_silence(
-    audio: np.ndarray,
-    sample_rate: int,
-    *,
-    pad_s: float = 0.05,
-    threshold_db: float = -50.0,
-) -> np.ndarray:
-    """Trim leading/trailing near-silence to exactly ``pad_s`` seconds each side.
-
-    A sample is silent when ``|x| < 10 ** (threshold_db / 20)`` (dBFS, relative to full
-    scale 1.0). The first/last non-silent samples are kept with ``pad_s`` seconds of the
-    original signal around them; where the original has less, zeros are added, so every
-    clip starts and ends with the same pause (useful for cross-fades and lip-sync).
-
-    Args:
-        audio: (n,) float waveform.
-        sample_rate: Hz.
-        pad_s: Pad each side, seconds.
-        threshold_db: Silence threshold, dBFS.
-
-    Returns:
-        (m,) float32; an all-silent input gives ``2 * pad_s`` seconds of zeros.
-    """
-    x = np.asarray(audio, dtype=np.float32).reshape(-1)
-    bounds = trim_bounds(x, sample_rate, pad_s, threshold_db)
-    if bounds is None:
-        return np.zeros(2 * round(pad_s * sample_rate), dtype=np.float32)
-    start, stop, lead, tail = bounds
-    return np.concatenate(
-        [np.zeros(lead, np.float32), x[start:stop], np.zeros(tail, np.float32)]
-    ).astype(np.float32, copy=False)
 
 
 def check_seed(seed: int) -> int:
@@ -394,7 +343,7 @@ class PiperSpeech:
     seeded noise), the sentence waveforms are concatenated (Piper's own pauses between
     sentences, plus ``sentence_silence`` seconds), the whole utterance is peak-normalised
     to ``peak`` (the loudness stage sets the final level), and leading/trailing silence is
-    trimmed to 50 ms pads (:func:`trim_silence`).
+    trimmed to 50 ms pads (:func:`~avgen_dagster.media.audio_io.trim_silence`).
 
     Same text + voice + settings + seed → bit-identical samples, in any process and after
     any other synthesis (on one kind of CPU; the ONNX thread count is fixed by

@@ -26,6 +26,8 @@ __all__ = [
     "require_mono_audio",
     "resample",
     "to_mono_float32",
+    "trim_bounds",
+    "trim_silence",
     "write_wav",
 ]
 
@@ -279,3 +281,53 @@ def iter_resample(
         count = (n_out if b == n else b * up // down) - produced
         yield y[start : start + count].astype(np.float32, copy=False)
         produced += count
+
+
+def trim_bounds(
+    x: np.ndarray, sample_rate: int, pad_s: float, threshold_db: float
+) -> tuple[int, int, int, int] | None:
+    """Where :func:`trim_silence` cuts ``x``: ``(start, stop, lead, tail)`` in samples.
+
+    The output is ``lead`` zeros, ``x[start:stop]``, ``tail`` zeros; a time ``t`` samples
+    into ``x`` lands at ``t - start + lead``. None when every sample is silent.
+    """
+    pad = round(pad_s * sample_rate)
+    active = np.flatnonzero(np.abs(x) >= 10.0 ** (threshold_db / 20.0))
+    if active.size == 0:
+        return None
+    first, last = int(active[0]), int(active[-1]) + 1
+    start, stop = max(0, first - pad), min(x.size, last + pad)
+    return start, stop, pad - (first - start), pad - (stop - last)
+
+
+def trim_silence(
+    audio: np.ndarray,
+    sample_rate: int,
+    *,
+    pad_s: float = 0.05,
+    threshold_db: float = -50.0,
+) -> np.ndarray:
+    """Trim leading/trailing near-silence to exactly ``pad_s`` seconds each side.
+
+    A sample is silent when ``|x| < 10 ** (threshold_db / 20)`` (dBFS, relative to full
+    scale 1.0). The first/last non-silent samples are kept with ``pad_s`` seconds of the
+    original signal around them; where the original has less, zeros are added, so every
+    clip starts and ends with the same pause (useful for cross-fades and lip-sync).
+
+    Args:
+        audio: (n,) float waveform.
+        sample_rate: Hz.
+        pad_s: Pad each side, seconds.
+        threshold_db: Silence threshold, dBFS.
+
+    Returns:
+        (m,) float32; an all-silent input gives ``2 * pad_s`` seconds of zeros.
+    """
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    bounds = trim_bounds(x, sample_rate, pad_s, threshold_db)
+    if bounds is None:
+        return np.zeros(2 * round(pad_s * sample_rate), dtype=np.float32)
+    start, stop, lead, tail = bounds
+    return np.concatenate(
+        [np.zeros(lead, np.float32), x[start:stop], np.zeros(tail, np.float32)]
+    ).astype(np.float32, copy=False)

@@ -179,14 +179,23 @@ def read_video_frames(path: Path | str) -> Iterator[np.ndarray]:
     Raises:
         MediaError: missing file, no video stream, or a decode error.
     """
+    yield from _decoded_frames(path, None)
+
+
+def _decoded_frames(path: Path | str, from_s: float | None) -> Iterator[np.ndarray]:
+    """RGB frames of the first video stream, all of them, or (``from_s``) those at or after
+    a time reached by a seek to the keyframe before it."""
     try:
         with open_media(path, "video file") as container:
             if not container.streams.video:
                 raise MediaError(f"{path} has no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if from_s is not None:
+                container.seek(int(max(from_s, 0.0) * 1e6))  # µs, the default time base
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                if from_s is None or frame.time is None or frame.time >= from_s - 1e-6:
+                    yield frame.to_ndarray(format="rgb24")
     except av.FFmpegError as exc:
         raise MediaError(f"cannot decode video {path}: {exc}") from exc
 
@@ -198,18 +207,11 @@ def frame_at(path: Path | str, t_s: float) -> np.ndarray | None:
     Raises:
         MediaError: missing file, no video stream, or a decode error.
     """
+    frames = _decoded_frames(path, t_s)
     try:
-        with open_media(path, "video file") as container:
-            if not container.streams.video:
-                raise MediaError(f"{path} has no video stream")
-            stream = container.streams.video[0]
-            container.seek(int(max(t_s, 0.0) * 1e6))  # microseconds, default stream time base
-            for frame in container.decode(stream):
-                if frame.time is None or frame.time >= t_s - 1e-6:
-                    return frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as exc:
-        raise MediaError(f"cannot decode video {path}: {exc}") from exc
-    return None
+        return next(frames, None)
+    finally:
+        frames.close()
 
 
 @dataclass(frozen=True)

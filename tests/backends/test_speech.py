@@ -23,10 +23,10 @@ from avgen_dagster.backends.speech import (
     default_piper_voice_path,
     length_scale_for,
     read_piper_voice_info,
-    trim_silence,
     voice_load_count,
 )
 from avgen_dagster.errors import BackendError, InvalidInputError
+from avgen_dagster.media.audio_io import trim_silence
 
 SENTENCE = "The sky looks blue because the air scatters blue sunlight more than red sunlight."
 
