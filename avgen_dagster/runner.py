@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -92,6 +93,20 @@ def execute_request(
         return RunOutcome(request_id, user_id, req.status, outputs_of(req), req.error, run_id)
 
 
+def home_instance(home: Path) -> dg.DagsterInstance:
+    """The Dagster instance at ``home`` (``DAGSTER_HOME``), created if new. Two processes
+    starting on a fresh home (two ``avgen generate``s) would both create its SQLite storage
+    ("table alembic_version already exists"): a file lock lets one create it first."""
+    from filelock import FileLock
+
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    with FileLock(str(home / ".instance.lock")):
+        instance = dg.DagsterInstance.get()
+        instance.get_runs(limit=1)  # storages are created here, under the lock
+    return instance
+
+
 def submit_and_run(
     new: NewRequest,
     *,
@@ -125,10 +140,7 @@ def submit_and_run(
     run_id = new_run_id()
     request_id = record_request(db, settings.content_tree(), checked, run_id=run_id)
     if instance is None:
-        home = settings.dagster_home_path
-        home.mkdir(parents=True, exist_ok=True)
-        os.environ["DAGSTER_HOME"] = str(home)
-        instance = dg.DagsterInstance.get()
+        instance = home_instance(settings.dagster_home_path)
     return execute_request(
         db,
         build_definitions(resources),

@@ -81,7 +81,8 @@ def test_submit_run_status_media_and_webhook(api: ApiServer, receiver: WebhookRe
     assert set(statuses) == {"Processing", "Completed"}
     running = [doc["run"] for doc in poller.seen if doc["run"] and doc["run"]["current_step"]]
     steps = {run["current_step"] for run in running}
-    assert {"script", "tts_clips", "stitched_mp4"} <= steps, steps
+    # Step names from the run's events (quick steps such as `script` may fall between polls).
+    assert len(steps) >= 3 and {"tts_clips", "final_video"} <= steps, steps
     assert all(run["run_id"] == result.run_id for run in running)
     fractions = [run["fraction_done"] for run in running]
     assert fractions == sorted(fractions) and 0 <= fractions[0] < fractions[-1] < 1
