@@ -10,10 +10,12 @@ Bad input exits 2 with the intake's message; a failed run exits 1 with its reaso
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -34,6 +36,8 @@ from avgen_dagster.portraits import Upload
 from avgen_dagster.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from avgen_dagster.runner import RunOutcome
 
 app = typer.Typer(
@@ -173,6 +177,26 @@ def _new_request(
     )
 
 
+@contextlib.contextmanager
+def _bad_input_exits() -> Iterator[None]:
+    """Turn an :class:`AvgenError` (bad input, an unreachable database) into ``error: …`` on
+    stderr and exit status 2."""
+    try:
+        yield
+    except AvgenError as exc:
+        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+
+
+@contextlib.contextmanager
+def _app_session() -> Iterator[Session]:
+    """A session of the app database at the settings' URL (``DAGSTER_HOME`` created), with
+    :func:`_bad_input_exits`."""
+    settings = get_settings()
+    _ensure_dagster_home(settings)
+    with _bad_input_exits(), settings.database().session() as s:
+        yield s
+
+
 def _ensure_dagster_home(settings: Settings) -> Path:
     home = settings.dagster_home_path
     home.mkdir(parents=True, exist_ok=True)
@@ -233,21 +257,8 @@ class _StageProgress:
                 self._update()
 
 
-@app.command()
-def generate(
-    user_id: UserIdOpt,
-    portrait: PortraitOpt,
-    prompt: PromptOpt = None,
-    script_file: ScriptOpt = None,
-    lipsync: Annotated[
-        str | None,
-        typer.Option("--lipsync", help="landmark (default) or wav2lip (driving videos need it)."),
-    ] = None,
-    wav2lip_checkpoint: Annotated[
-        Path | None,
-        typer.Option("--wav2lip-checkpoint", help="Default: $AVGEN_WAV2LIP_CHECKPOINT."),
-    ] = None,
-    driving_mode: DrivingModeOpt = None,
+def _request_options(
+    *,
     target_lufs: TargetLufsOpt = None,
     crossfade_s: CrossfadeOpt = None,
     max_words: MaxWordsOpt = None,
@@ -258,6 +269,7 @@ def generate(
     clip_count: ClipsOpt = None,
     image_size: ImageSizeOpt = None,
     seed: SeedOpt = None,
+    driving_mode: DrivingModeOpt = None,
     talking_head_only: TalkingHeadOnlyOpt = None,
     format: FormatOpt = None,
     captions: CaptionsOpt = None,
@@ -271,7 +283,42 @@ def generate(
     broll_every: BrollEveryOpt = None,
     music_bed: MusicBedOpt = None,
     bed_level_lu: BedLevelOpt = None,
+) -> None:
+    """The request options both `generate` and `request` take, declared once (a signature
+    template for :func:`with_request_options`; each is a ``RequestOptions`` field by name)."""
+
+
+def with_request_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` (which takes ``**options``) the shared request-option flags of
+    :func:`_request_options`, as typer reads them (its signature and annotations)."""
+    own = inspect.signature(command, eval_str=True)
+    shared = inspect.signature(_request_options, eval_str=True).parameters.values()
+    kept = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    command.__signature__ = own.replace(parameters=[*kept, *shared])  # type: ignore[attr-defined]
+    command.__annotations__ = {
+        **{p.name: p.annotation for p in [*kept, *shared]},
+        "return": own.return_annotation,
+    }
+    return command
+
+
+@app.command()
+@with_request_options
+def generate(
+    user_id: UserIdOpt,
+    portrait: PortraitOpt,
+    prompt: PromptOpt = None,
+    script_file: ScriptOpt = None,
+    lipsync: Annotated[
+        str | None,
+        typer.Option("--lipsync", help="landmark (default) or wav2lip (driving videos need it)."),
+    ] = None,
+    wav2lip_checkpoint: Annotated[
+        Path | None,
+        typer.Option("--wav2lip-checkpoint", help="Default: $AVGEN_WAV2LIP_CHECKPOINT."),
+    ] = None,
     as_json: JsonOpt = False,
+    **options: Any,
 ) -> None:
     """Take a request in (the same intake as the portal and `avgen request`) and run it now, in
     this process: the talking head, images, music, clips, a music video and the composed final
@@ -285,7 +332,7 @@ def generate(
             portrait,
             prompt,
             script_file,
-            _given_options(locals()),
+            _given_options(options),
         )
         resources, backend = _lipsync_resources(lipsync, wav2lip_checkpoint)
         outcome = submit_and_run(
@@ -359,6 +406,7 @@ def _lipsync_resources(
 
 
 @request_app.callback(invoke_without_command=True)
+@with_request_options
 def enqueue_request(
     ctx: typer.Context,
     user_id: Annotated[str | None, _USER_ID] = None,
@@ -367,31 +415,8 @@ def enqueue_request(
     script_file: ScriptOpt = None,
     notify_at: NotifyAtOpt = None,
     email: EmailOpt = None,
-    target_lufs: TargetLufsOpt = None,
-    crossfade_s: CrossfadeOpt = None,
-    max_words: MaxWordsOpt = None,
-    genre: GenreOpt = None,
-    music_duration_s: MusicDurationOpt = None,
-    clip_duration_s: ClipDurationOpt = None,
-    image_count: ImagesOpt = None,
-    clip_count: ClipsOpt = None,
-    image_size: ImageSizeOpt = None,
-    seed: SeedOpt = None,
-    driving_mode: DrivingModeOpt = None,
-    talking_head_only: TalkingHeadOnlyOpt = None,
-    format: FormatOpt = None,
-    captions: CaptionsOpt = None,
-    caption_position: CaptionPositionOpt = None,
-    caption_size: CaptionSizeOpt = None,
-    caption_color: CaptionColorOpt = None,
-    caption_highlight: CaptionHighlightOpt = None,
-    caption_outline: CaptionOutlineOpt = None,
-    caption_font: CaptionFontOpt = None,
-    broll: BrollOpt = None,
-    broll_every: BrollEveryOpt = None,
-    music_bed: MusicBedOpt = None,
-    bed_level_lu: BedLevelOpt = None,
     as_json: JsonOpt = False,
+    **options: Any,
 ) -> None:
     """Queue a request; the request sensor (``make serve``) picks it up and runs it.
     ``avgen request retry ID`` re-queues a Failed request."""
@@ -407,7 +432,7 @@ def enqueue_request(
             portrait,
             prompt,
             script_file,
-            _given_options(locals()),
+            _given_options(options),
             notify_at=notify_at,
             email=email,
         )
@@ -431,15 +456,10 @@ def retry_request(
     from avgen_dagster.store import status
     from avgen_dagster.validation import validate_request_id
 
-    settings = get_settings()
-    _ensure_dagster_home(settings)
-    try:
+    with _bad_input_exits():
         validate_request_id(request_id)
-        with settings.database().session() as s:
-            req = status.retry(s, request_id, by="avgen request retry")
-            attempt = req.attempt
-    except AvgenError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    with _app_session() as s:
+        attempt = status.retry(s, request_id, by="avgen request retry").attempt
     typer.echo(f"request {request_id} queued again (attempt {attempt + 1})")
 
 
@@ -455,14 +475,9 @@ def user_create(
     from avgen_dagster.auth import normalise_email, set_access_code
     from avgen_dagster.store.requests import ensure_user
 
-    settings = get_settings()
-    _ensure_dagster_home(settings)
-    try:
-        with settings.database().session() as s:
-            ensure_user(s, user_id, email=normalise_email(email) if email else None)
-            code = set_access_code(s, user_id, access_code)
-    except AvgenError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    with _app_session() as s:
+        ensure_user(s, user_id, email=normalise_email(email) if email else None)
+        code = set_access_code(s, user_id, access_code)
     typer.echo(f"user {user_id}: access code {code}")
 
 
@@ -519,15 +534,10 @@ def key_create(
     from avgen_dagster.settings import secret_key
     from avgen_dagster.store.api_keys import create_key
 
-    settings = get_settings()
-    _ensure_dagster_home(settings)
-    try:
-        with settings.database().session() as s:
-            info, key = create_key(s, user_id, name)
-    except AvgenError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    with _app_session() as s:
+        info, key = create_key(s, user_id, name)
     typer.echo(f"API key {info.prefix} for {user_id} (shown once: store it now)")
-    typer.echo(f"webhook signing secret: {webhook_secret(user_id, secret_key(settings))}")
+    typer.echo(f"webhook signing secret: {webhook_secret(user_id, secret_key(get_settings()))}")
     typer.echo(key)
 
 
@@ -536,9 +546,7 @@ def key_list(user_id: Annotated[str, typer.Argument(help="A user id.")]) -> None
     """List USER_ID's keys: prefix, state, created, last used, name (never the key)."""
     from avgen_dagster.store.api_keys import list_keys
 
-    settings = get_settings()
-    _ensure_dagster_home(settings)
-    with settings.database().session() as s:
+    with _app_session() as s:
         keys = list_keys(s, user_id)
     if not keys:
         typer.echo(f"{user_id} has no API keys")
@@ -558,13 +566,8 @@ def key_revoke(
     """Revoke a key: it stops working at once."""
     from avgen_dagster.store.api_keys import revoke_key
 
-    settings = get_settings()
-    _ensure_dagster_home(settings)
-    try:
-        with settings.database().session() as s:
-            info = revoke_key(s, key)
-    except AvgenError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
+    with _app_session() as s:
+        info = revoke_key(s, key)
     typer.echo(f"API key {info.prefix} of {info.user_id} revoked")
 
 
