@@ -35,11 +35,14 @@ class Poller:
         self._path = f"/v1/requests/{request_id}"
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
+    def _poll_once(self) -> None:
+        answer = self._client.get(self._path)
+        assert answer.status_code == 200, answer.text
+        self.seen.append(answer.json())
+
     def _poll(self) -> None:
         while not self._stop.is_set():
-            answer = self._client.get(self._path)
-            assert answer.status_code == 200, answer.text
-            self.seen.append(answer.json())
+            self._poll_once()
             time.sleep(0.1)
 
     def __enter__(self) -> Poller:
@@ -49,6 +52,9 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+        # One read after the run returned: the thread's last read may have come just before
+        # the run's final write.
+        self._poll_once()
         self._client.close()
 
 
