@@ -500,6 +500,16 @@ def user_link(user_id: Annotated[str, typer.Argument(help="An existing user id."
 def serve_api(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8502,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="uvicorn worker processes (one per CPU core serves the most calls; rate-limit "
+            "counts are per process unless AVGEN_API_RATE_LIMIT_STORAGE names Redis).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (/v1/…, /docs) and the signed media URLs in one process (uvicorn)."""
     import uvicorn
@@ -509,10 +519,18 @@ def serve_api(
     settings = get_settings()
     _ensure_dagster_home(settings)
     try:
-        api = create_api_app(settings)
+        api = create_api_app(settings)  # fails here, once, on a bad configuration
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    uvicorn.run(api, host=host, port=port)
+    if workers == 1:
+        uvicorn.run(api, host=host, port=port)
+        return
+    # Several workers: each process builds its own app from the environment (uvicorn needs
+    # an import string to start them).
+    del api
+    uvicorn.run(
+        "avgen_dagster.api.app:create_api_app", factory=True, host=host, port=port, workers=workers
+    )
 
 
 @app.command("serve-media")

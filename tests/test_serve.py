@@ -142,3 +142,46 @@ def test_dagster_dev_shows_the_job_and_runs_queued_requests(
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
+
+
+def test_serve_api_with_two_workers_answers_from_both(avgen_env: AvgenEnv) -> None:
+    """`avgen serve-api --workers 2`: two uvicorn worker processes, each building the app
+    from the environment; a key made by the CLI works on every connection."""
+    import httpx
+    import psutil
+
+    bin_dir = Path(sys.executable).parent
+    subprocess.run(
+        [str(bin_dir / "avgen"), "user", "create", "two-workers"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    made = subprocess.run(
+        [str(bin_dir / "avgen"), "key", "create", "two-workers"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    key = made.stdout.strip().splitlines()[-1]
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(bin_dir / "avgen"), "serve-api", "--port", str(port), "--workers", "2"],
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        answered = False
+        while time.monotonic() < deadline and not answered:
+            try:
+                answered = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).is_success
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert answered, "serve-api --workers 2 did not answer /healthz"
+        children = psutil.Process(server.pid).children(recursive=True)
+        workers = [p for p in children if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2, [p.cmdline() for p in children]
+        # New connections land on either worker; every one answers the key.
+        for _ in range(10):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                listed = client.get("/v1/requests", headers={"Authorization": f"Bearer {key}"})
+            assert listed.status_code == 200 and listed.json()["items"] == [], listed.text
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)

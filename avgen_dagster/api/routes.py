@@ -19,7 +19,14 @@ from avgen_dagster.api.erasure import erase_request
 from avgen_dagster.api.links import request_path
 from avgen_dagster.api.problems import ApiProblem
 from avgen_dagster.api.schemas import RequestDoc, RequestPage, SubmitFields, WebhookSecret
-from avgen_dagster.api.security import CallerDep, every_call_limit, limiter, submission_limit
+from avgen_dagster.api.security import (
+    CallerDep,
+    TokenDep,
+    caller_of,
+    every_call_limit,
+    limiter,
+    submission_limit,
+)
 from avgen_dagster.api.submit import read_submission, submit
 from avgen_dagster.errors import InvalidInputError
 from avgen_dagster.notifications.webhooks import webhook_secret
@@ -130,11 +137,12 @@ async def create_request(
 )
 @limiter.limit(every_call_limit)
 def read_request(
-    request: Request, request_id: RequestId, caller: CallerDep, ctx: Ctx
+    request: Request, request_id: RequestId, token: TokenDep, ctx: Ctx
 ) -> JSONResponse:
     """Queued (queue position), Processing (run progress), Completed (signed output URLs and
     their expiry) or Failed (the reason)."""
-    with ctx.db.session() as s:
+    with ctx.db.autocommit_session() as s:  # reads, and at most the key's last use
+        caller = caller_of(s, token)
         doc = request_doc(ctx, s, owned_request(s, request_id, caller.user_id))
     return JSONResponse(doc.model_dump(mode="json"))
 
@@ -148,13 +156,14 @@ def read_request(
 @limiter.limit(every_call_limit)
 def list_requests(
     request: Request,
-    caller: CallerDep,
+    token: TokenDep,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(max_length=512, description="From next_cursor.")] = None,
 ) -> JSONResponse:
     """Cursor pagination: pass ``next_cursor`` back as ``cursor`` until it is null."""
-    with ctx.db.session() as s:
+    with ctx.db.autocommit_session() as s:  # reads, and at most the key's last use
+        caller = caller_of(s, token)
         try:
             rows, next_cursor = requests_page(s, caller.user_id, limit=limit, cursor=cursor)
         except InvalidInputError as exc:
