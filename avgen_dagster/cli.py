@@ -74,7 +74,13 @@ _PORTRAIT = typer.Option(
     "--portrait",
     help="Portrait photo (PNG/JPEG/WebP, ≤ 10 MB), or a driving video (MP4/MOV/MKV/WebM).",
 )
+_VOICE_REFERENCE = typer.Option(
+    "--voice-reference",
+    help="A recording of the voice to clone (WAV/FLAC/OGG/MP3, 3-30 s of speech, ≤ 20 MB); "
+    "needs a voice-cloning speech backend (AVGEN_SPEECH_BACKEND=coqui with an XTTS model).",
+)
 UserIdOpt = Annotated[str, _USER_ID]
+VoiceReferenceOpt = Annotated[Path | None, _VOICE_REFERENCE]
 PortraitOpt = Annotated[Path, _PORTRAIT]
 PromptOpt = Annotated[str | None, typer.Option("--prompt", help="What to talk about.")]
 ScriptOpt = Annotated[
@@ -161,9 +167,12 @@ def _new_request(
     options: dict[str, Any],
     notify_at: str | None = None,
     email: str | None = None,
+    voice_reference: Path | None = None,
 ) -> NewRequest:
     """The CLI's inputs as intake's :class:`NewRequest` (files read; nothing checked here that
     intake checks — every entry point gets the same checks and messages)."""
+    from avgen_dagster.voice_reference import voice_reference_upload
+
     if prompt is not None and script_file is not None:
         raise InvalidInputError("give either a prompt or a script (exactly one)")
     return NewRequest(
@@ -174,6 +183,7 @@ def _new_request(
         options={k: v for k, v in options.items() if v is not None},
         notify_at=_notify_time(notify_at),
         email=email,
+        voice_reference=voice_reference_upload(voice_reference) if voice_reference else None,
     )
 
 
@@ -309,6 +319,7 @@ def generate(
     portrait: PortraitOpt,
     prompt: PromptOpt = None,
     script_file: ScriptOpt = None,
+    voice_reference: VoiceReferenceOpt = None,
     lipsync: Annotated[
         str | None,
         typer.Option("--lipsync", help="landmark (default) or wav2lip (driving videos need it)."),
@@ -333,6 +344,7 @@ def generate(
             prompt,
             script_file,
             _given_options(options),
+            voice_reference=voice_reference,
         )
         resources, backend = _lipsync_resources(lipsync, wav2lip_checkpoint)
         outcome = submit_and_run(
@@ -413,6 +425,7 @@ def enqueue_request(
     portrait: Annotated[Path | None, _PORTRAIT] = None,
     prompt: PromptOpt = None,
     script_file: ScriptOpt = None,
+    voice_reference: VoiceReferenceOpt = None,
     notify_at: NotifyAtOpt = None,
     email: EmailOpt = None,
     as_json: JsonOpt = False,
@@ -421,6 +434,7 @@ def enqueue_request(
     """Queue a request; the request sensor (``make serve``) picks it up and runs it.
     ``avgen request retry ID`` re-queues a Failed request."""
     from avgen_dagster.intake import check_request, record_request
+    from avgen_dagster.resources.backends import SpeechBackendResource
 
     if ctx.invoked_subcommand is not None:
         return
@@ -435,8 +449,12 @@ def enqueue_request(
             _given_options(options),
             notify_at=notify_at,
             email=email,
+            voice_reference=voice_reference,
         )
-        checked = check_request(new)  # before anything is created, the database included
+        # The sensor's runs speak with the speech backend the environment configures.
+        speech = SpeechBackendResource.from_env()
+        # Before anything is created, the database included.
+        checked = check_request(new, non_cloning_speech=speech.without_cloning())
         settings = get_settings()
         _ensure_dagster_home(settings)
         request_id = record_request(settings.database(), settings.content_tree(), checked)

@@ -43,7 +43,7 @@ def default_resources() -> dict[str, dg.ConfigurableResource | dg.ConfigurableIO
         "app_db": AppDatabaseResource(),
         "content": ContentStore(),
         "text_backend": TextBackendResource.from_env(),  # AVGEN_LLM_BASE_URL selects openai
-        "speech_backend": SpeechBackendResource(),
+        "speech_backend": SpeechBackendResource.from_env(),  # AVGEN_SPEECH_BACKEND, _MODEL
         "lipsync_backend": LipsyncBackendResource(),
         "media": MediaChainResource(),
         "image_backend": ImageBackendResource(),

@@ -11,6 +11,10 @@ Nothing is written unless every input is acceptable:
   filled slowly), at most :data:`MAX_NOTIFY_AHEAD` ahead; an email address that is valid;
 * a webhook ``callback_url`` (HTTP API) that is http(s) and resolves to public addresses only,
   unless ``AVGEN_WEBHOOK_ALLOW_HOSTS`` allows it (:mod:`avgen_dagster.notifications.webhook_url`);
+* an optional voice reference (the voice to clone) checked by
+  :mod:`avgen_dagster.voice_reference` (size, readable audio, 3-30 s, not silent) — refused
+  outright when the caller says the speech backend cannot clone (Piper, Coqui VITS) — and
+  stored re-encoded as ``input/voice_reference.wav``;
 * the portrait photo or driving video checked by :mod:`avgen_dagster.portraits` (formats,
   byte and pixel limits, a face), then stored atomically under
   ``<content root>/<user_id>/<request_id>/input/`` (uploaded when the content store is an
@@ -32,7 +36,12 @@ from typing import Any
 from avgen_dagster.errors import ContentStoreError, InvalidInputError
 from avgen_dagster.media.atomic import atomic_path
 from avgen_dagster.options import RequestOptions, parse_options
-from avgen_dagster.outputs import PORTRAIT_PNG, driving_video_name
+from avgen_dagster.outputs import (
+    INPUT_DIR,
+    PORTRAIT_PNG,
+    VOICE_REFERENCE_WAV,
+    driving_video_name,
+)
 from avgen_dagster.portraits import FaceSource, Upload, check_face_source
 from avgen_dagster.store import status
 from avgen_dagster.store.content import ContentTree
@@ -40,6 +49,7 @@ from avgen_dagster.store.models import new_request_id, utcnow
 from avgen_dagster.store.requests import create_request, ensure_user
 from avgen_dagster.store.session import AppDatabase
 from avgen_dagster.validation import strip_control_characters, validate_user_id
+from avgen_dagster.voice_reference import VoiceReference, check_voice_reference, cloning_refused
 
 MAX_NOTIFY_AHEAD = timedelta(days=366)
 NOTIFY_PAST_GRACE = timedelta(minutes=5)
@@ -48,7 +58,8 @@ NOTIFY_PAST_GRACE = timedelta(minutes=5)
 @dataclass(frozen=True)
 class NewRequest:
     """What a user asks for, as handed in (unvalidated). Exactly one of ``prompt`` and
-    ``script``; ``options`` a :class:`RequestOptions` or a dict of its fields."""
+    ``script``; ``options`` a :class:`RequestOptions` or a dict of its fields;
+    ``voice_reference`` an audio clip of the voice to clone (None: the backend's voice)."""
 
     user_id: str
     prompt: str | None
@@ -58,6 +69,7 @@ class NewRequest:
     notify_at: datetime | None = None
     email: str | None = None
     callback_url: str | None = None
+    voice_reference: Upload | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,7 @@ class CheckedRequest:
     notify_at: datetime | None
     email: str | None
     callback_url: str | None = None
+    voice: VoiceReference | None = None
 
 
 def check_text(prompt: str | None, script: str | None) -> tuple[str | None, str | None]:
@@ -123,13 +136,42 @@ def check_notify_at(when: datetime | None, now: datetime | None = None) -> datet
     return max(utc, now)
 
 
-def check_request(new: NewRequest, *, photo_only_backend: str | None = None) -> CheckedRequest:
-    """Every check of intake, in the order a user would fix them; writes nothing.
+def check_voice(
+    upload: Upload | None, non_cloning_speech: str | None = None
+) -> VoiceReference | None:
+    """The request's voice reference, checked and re-encoded (None when none was given).
+
+    Args:
+        non_cloning_speech: see :func:`check_request`.
+
+    Raises:
+        InvalidInputError: naming ``voice_reference``/the clip: the speech backend cannot
+            clone; empty, too large, unreadable, shorter than 3 s, longer than 30 s, silent.
+    """
+    if upload is None:
+        return None
+    if non_cloning_speech:
+        raise InvalidInputError(cloning_refused(non_cloning_speech))
+    return check_voice_reference(upload)
+
+
+def check_request(
+    new: NewRequest,
+    *,
+    photo_only_backend: str | None = None,
+    non_cloning_speech: str | None = None,
+) -> CheckedRequest:
+    """Every check of intake, in the order a user would fix them (the face source last: it is
+    the dearest to check); writes nothing.
 
     Args:
         photo_only_backend: the name of the lip-sync backend that will run, when the caller
             knows it animates still photos only (``"landmark"``): a driving video is then
             refused here rather than failing the run.
+        non_cloning_speech: the name of the speech backend that will run, when the caller
+            knows it cannot clone a voice (``"piper"``, ``"coqui vits"``; see
+            :meth:`~avgen_dagster.resources.backends.SpeechBackendResource.without_cloning`):
+            a voice reference is then refused here rather than failing the run.
 
     Raises:
         InvalidInputError / NoFaceError: naming the bad input.
@@ -142,6 +184,7 @@ def check_request(new: NewRequest, *, photo_only_backend: str | None = None) -> 
     notify_at = check_notify_at(new.notify_at)
     email = normalise_email(new.email) if new.email else None
     callback_url = check_callback(new.callback_url)
+    voice = check_voice(new.voice_reference, non_cloning_speech)
     face = check_face_source(new.portrait)
     if face.kind == "video" and photo_only_backend:
         raise InvalidInputError(
@@ -149,7 +192,7 @@ def check_request(new: NewRequest, *, photo_only_backend: str | None = None) -> 
             "lip-sync backend animates still photos only (use wav2lip for a driving video)"
         )
     return CheckedRequest(
-        new.user_id, prompt, script, face, options, notify_at, email, callback_url
+        new.user_id, prompt, script, face, options, notify_at, email, callback_url, voice
     )
 
 
@@ -175,15 +218,18 @@ def submit_request(
     *,
     run_id: str | None = None,
     photo_only_backend: str | None = None,
+    non_cloning_speech: str | None = None,
 ) -> str:
     """Check ``new`` (:func:`check_request`), then record it (:func:`record_request`); return
     the request id.
 
     Raises:
         InvalidInputError / NoFaceError: naming the bad input; nothing is written.
-        ContentStoreError: the face source could not be stored; nothing is recorded.
+        ContentStoreError: an input file could not be stored; nothing is recorded.
     """
-    checked = check_request(new, photo_only_backend=photo_only_backend)
+    checked = check_request(
+        new, photo_only_backend=photo_only_backend, non_cloning_speech=non_cloning_speech
+    )
     return record_request(db, content, checked, run_id=run_id)
 
 
@@ -194,7 +240,8 @@ def record_request(
     *,
     run_id: str | None = None,
 ) -> str:
-    """Store a checked request's face source and insert its row; return the request id.
+    """Store a checked request's face source (and voice reference) and insert its row;
+    return the request id.
 
     Args:
         content: the content store (a :class:`ContentTree`, or a local folder).
@@ -203,20 +250,27 @@ def record_request(
             transaction. Default: Queued, for the request sensor.
 
     Raises:
-        ContentStoreError: the face source could not be stored; nothing is recorded.
+        ContentStoreError: an input file could not be stored; nothing is recorded.
     """
     if not isinstance(content, ContentTree):
         content = ContentTree(content)
     request_id = new_request_id()
     face = checked.face
-    name = PORTRAIT_PNG if face.kind == "photo" else driving_video_name(face.suffix)
-    stored = content.work_dir(checked.user_id, request_id) / name
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(stored) as tmp:
-        tmp.write_bytes(face.data)
-    stored_uri = None
+    folder = content.work_dir(checked.user_id, request_id)
+    files = {PORTRAIT_PNG if face.kind == "photo" else driving_video_name(face.suffix): face.data}
+    if checked.voice is not None:
+        files[VOICE_REFERENCE_WAV] = checked.voice.data
+    stored: list[Path] = []
+    uris: list[str] = []
     try:
-        (stored_uri,) = content.publish(stored)
+        for name, data in files.items():
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stored.append(path)
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        for path in stored:
+            uris += content.publish(path)
         with db.session() as s:
             ensure_user(s, checked.user_id, email=checked.email)
             req = create_request(
@@ -224,23 +278,25 @@ def record_request(
                 user_id=checked.user_id,
                 prompt=checked.prompt,
                 script=checked.script,
-                portrait_path=stored_uri,
+                portrait_path=uris[0],
                 options=checked.options.to_json(),
                 request_id=request_id,
                 notify_at=checked.notify_at,
                 notify_address=checked.email,
             )
             req.callback_url = checked.callback_url
+            req.voice_reference_path = uris[1] if len(uris) > 1 else None
             if run_id is not None:
                 status.submit(s, request_id, run_id=run_id)
     except BaseException:
-        # The row did not commit: remove the face source so no orphan folder is left.
-        if stored_uri is not None:
+        # The row did not commit: remove the input files so no orphan folder is left.
+        for uri in uris:
             with contextlib.suppress(ContentStoreError):  # keep the original error
-                content.delete(stored_uri)
-        stored.unlink(missing_ok=True)
-        for folder in (stored.parent, stored.parent.parent):
-            if folder.exists() and not any(folder.iterdir()):
-                folder.rmdir()
+                content.delete(uri)
+        for path in stored:
+            path.unlink(missing_ok=True)
+        for parent in (folder / INPUT_DIR, folder):
+            if parent.exists() and not any(parent.iterdir()):
+                parent.rmdir()
         raise
     return request_id

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 # --- file names inside a request's folder (POSIX, relative) ---------------------------------
 INPUT_DIR = "input"
 PORTRAIT_PNG = "input/portrait.png"
+VOICE_REFERENCE_WAV = "input/voice_reference.wav"  # the voice to clone, as intake stored it
 SCRIPT_TXT = "script/script.txt"
 SEGMENTS_JSON = "script/segments.json"
 PLAN_JSON = "script/plan.json"

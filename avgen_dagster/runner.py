@@ -124,7 +124,9 @@ def submit_and_run(
             defaults from the environment.
         instance: default the instance at ``DAGSTER_HOME`` (created when missing).
         job_name: default the request's own (:func:`~avgen_dagster.runs.job_for`).
-        photo_only_backend: see :func:`avgen_dagster.intake.check_request`.
+        photo_only_backend: see :func:`avgen_dagster.intake.check_request`. (Whether the
+            speech backend clones a voice is read from ``resources["speech_backend"]`` or the
+            environment's: a voice reference it cannot use is refused before any write.)
 
     Raises:
         InvalidInputError / NoFaceError / ContentStoreError / DatabaseUnavailableError: bad
@@ -132,10 +134,16 @@ def submit_and_run(
     """
     from avgen_dagster.definitions import build_definitions
     from avgen_dagster.intake import check_request, record_request
+    from avgen_dagster.resources.backends import SpeechBackendResource
     from avgen_dagster.settings import get_settings
 
     settings = get_settings()
-    checked = check_request(new, photo_only_backend=photo_only_backend)  # before any write
+    speech = (resources or {}).get("speech_backend") or SpeechBackendResource.from_env()
+    checked = check_request(  # before any write
+        new,
+        photo_only_backend=photo_only_backend,
+        non_cloning_speech=speech.without_cloning(),
+    )
     db = settings.database()
     run_id = new_run_id()
     request_id = record_request(db, settings.content_tree(), checked, run_id=run_id)

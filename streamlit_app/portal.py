@@ -214,6 +214,7 @@ def is_pending(status: str) -> bool:
 MODE_PROMPT = "Write it from my prompt"
 MODE_SCRIPT = "Use my own script"
 PORTRAIT_TYPES = ("png", "jpg", "jpeg", "webp")
+VOICE_REFERENCE_TYPES = ("wav", "flac", "ogg", "oga", "opus", "mp3")
 GENRES: tuple[str, ...] = tuple(MUSIC_GENRES)
 
 
@@ -252,6 +253,8 @@ class RequestForm:
     time_zone: str
     email: str
     final_options: dict[str, Any] = field(default_factory=dict)  # format, captions, b-roll…
+    voice_reference: bytes | None = None  # a recording of the voice to clone
+    voice_reference_name: str = ""
 
 
 def notify_at(form: RequestForm) -> datetime | None:
@@ -280,8 +283,9 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
     """Queue the form's request through the one intake (:func:`submit_request`); return its id.
 
     Every check — text, options (:class:`avgen_dagster.options.RequestOptions`), notification
-    time, email, the portrait's type, size, pixels and face — is intake's, with intake's
-    messages, exactly as for ``avgen request`` and the API.
+    time, email, the voice reference (and whether this deployment's speech backend can clone
+    it), the portrait's type, size, pixels and face — is intake's, with intake's messages,
+    exactly as for ``avgen request`` and the API.
 
     Raises:
         InvalidInputError / NoFaceError: with a user-readable message; nothing is stored.
@@ -306,5 +310,18 @@ def submit_form(db: AppDatabase, user_id: str, form: RequestForm) -> str:
         },
         notify_at=notify_at(form),
         email=form.email.strip() or None,
+        voice_reference=(
+            Upload(form.voice_reference_name or "recording", form.voice_reference)
+            if form.voice_reference is not None
+            else None
+        ),
     )
-    return submit_request(db, content_tree(), new)
+    return submit_request(db, content_tree(), new, non_cloning_speech=speech_without_cloning())
+
+
+def speech_without_cloning() -> str | None:
+    """The configured speech backend's name when it cannot clone a voice (the sensor's runs
+    use the environment's: ``AVGEN_SPEECH_BACKEND``, ``AVGEN_SPEECH_MODEL``), else None."""
+    from avgen_dagster.resources.backends import SpeechBackendResource
+
+    return SpeechBackendResource.from_env().without_cloning()

@@ -33,3 +33,12 @@ def avgen_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AvgenEnv:
     monkeypatch.setenv("AVGEN_CONTENT_DIR", str(content))
     monkeypatch.setenv("AVGEN_DATABASE_URL", db_url)
     return AvgenEnv(home=home, content=content, db_url=db_url)
+
+
+@pytest.fixture(scope="session")
+def tiny_xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight XTTS-v2 model folder built here once per session
+    (:func:`avgen_dagster.devtools.tiny_models.build_tiny_xtts`; ~4 s)."""
+    from avgen_dagster.devtools.tiny_models import build_tiny_xtts
+
+    return build_tiny_xtts(tmp_path_factory.mktemp("tiny_xtts"))

@@ -28,7 +28,10 @@ class ApiContext:
         webhook secrets (``AVGEN_SECRET_KEY``). public_url: where clients reach this service
         (``AVGEN_MEDIA_URL``: the media URLs it hands out point here). erase_wait_s: how long
         an erasure waits for the request's runs to stop. max_wait_s: the longest ``?wait``
-        honoured (a proxy's timeout may call for less).
+        honoured (a proxy's timeout may call for less). non_cloning_speech: the configured
+        speech backend's name when it cannot clone a voice (intake then refuses a
+        ``voice_reference``), None when it can; read from the environment
+        (:meth:`~avgen_dagster.resources.backends.SpeechBackendResource.from_env`).
     """
 
     settings: Settings
@@ -38,6 +41,7 @@ class ApiContext:
     public_url: str
     erase_wait_s: float = 30.0
     max_wait_s: float = 600.0
+    non_cloning_speech: str | None = field(default_factory=lambda: _speech_without_cloning())
     _instance: dg.DagsterInstance | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -52,6 +56,12 @@ class ApiContext:
                 os.environ.setdefault("DAGSTER_HOME", str(home))
                 self._instance = dg.DagsterInstance.get()
             return self._instance
+
+
+def _speech_without_cloning() -> str | None:
+    from avgen_dagster.resources.backends import SpeechBackendResource
+
+    return SpeechBackendResource.from_env().without_cloning()
 
 
 def api_context(request: Request) -> ApiContext:

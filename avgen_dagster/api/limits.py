@@ -1,11 +1,13 @@
 """Body-size limits of the HTTP API (an ASGI middleware), answered as 413 problems.
 
 Under ``/v1/``: a multipart body may carry the largest face source intake accepts (a driving
-video, :data:`~avgen_dagster.portraits.MAX_VIDEO_BYTES`) plus :data:`FORM_SLACK_BYTES` of
-text parts and framing; any other body at most :data:`MAX_JSON_BYTES`. A declared
-``Content-Length`` over the limit is refused before a byte of the body is read; a body without
-one (chunked) is counted as it arrives and refused when it passes the limit. The problem names
-``portrait`` for a multipart body (the only part that can be large) and ``body`` otherwise.
+video, :data:`~avgen_dagster.portraits.MAX_VIDEO_BYTES`), the largest voice reference
+(:data:`~avgen_dagster.voice_reference.MAX_VOICE_REFERENCE_BYTES`) and
+:data:`FORM_SLACK_BYTES` of text parts and framing; any other body at most
+:data:`MAX_JSON_BYTES`. A declared ``Content-Length`` over the limit is refused before a byte of
+the body is read; a body without one (chunked) is counted as it arrives and refused when it
+passes the limit. The problem names ``portrait`` for a multipart body (the part that can be
+largest) and ``body`` otherwise.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from avgen_dagster.api.problems import PROBLEM_JSON
 from avgen_dagster.portraits import MAX_VIDEO_BYTES
+from avgen_dagster.voice_reference import MAX_VOICE_REFERENCE_BYTES
 
 MAX_JSON_BYTES = 256 * 1024
 FORM_SLACK_BYTES = 1024 * 1024
-MAX_FORM_BYTES = MAX_VIDEO_BYTES + FORM_SLACK_BYTES
+MAX_FORM_BYTES = MAX_VIDEO_BYTES + MAX_VOICE_REFERENCE_BYTES + FORM_SLACK_BYTES
 
 
 class BodyTooLarge(Exception):

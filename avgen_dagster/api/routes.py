@@ -33,6 +33,12 @@ from avgen_dagster.notifications.webhooks import webhook_secret
 from avgen_dagster.store import status
 from avgen_dagster.store.listing import MAX_PAGE, requests_page
 from avgen_dagster.store.requests import get_request
+from avgen_dagster.voice_reference import FIELD as VOICE_REFERENCE
+from avgen_dagster.voice_reference import (
+    MAX_REFERENCE_S,
+    MAX_VOICE_REFERENCE_BYTES,
+    MIN_REFERENCE_S,
+)
 
 router = APIRouter(prefix="/v1", tags=["requests"])
 Ctx = Annotated[ApiContext, Depends(api_context)]
@@ -66,17 +72,31 @@ def _text_part(prop: dict[str, Any]) -> dict[str, Any]:
 def submission_body() -> dict[str, Any]:
     """The OpenAPI ``requestBody`` of ``POST /v1/requests``: JSON, the
     :class:`~avgen_dagster.api.schemas.SubmitFields` model (``RequestSubmission``); multipart,
-    the same fields as text parts plus the ``portrait`` file part."""
+    the same fields as text parts plus the ``portrait`` and optional ``voice_reference`` file
+    parts."""
     fields = SubmitFields.model_json_schema()
     form = {
         "type": "object",
-        "description": "The same fields as text parts, and the portrait as a file part.",
+        "description": (
+            "The same fields as text parts; the portrait, and optionally the voice to clone, "
+            "as file parts."
+        ),
         "properties": {
             **{name: _text_part(prop) for name, prop in fields["properties"].items()},
             "portrait": {
                 "type": "string",
                 "format": "binary",
                 "description": "Photo (PNG/JPEG/WebP) or driving video (MP4/MOV/MKV/WebM).",
+            },
+            VOICE_REFERENCE: {
+                "type": "string",
+                "format": "binary",
+                "description": (
+                    "Optional: a recording of the voice to clone (WAV/FLAC/OGG/MP3, "
+                    f"{MIN_REFERENCE_S:g}-{MAX_REFERENCE_S:g} s of speech, not silent, at most "
+                    f"{MAX_VOICE_REFERENCE_BYTES / 1e6:.0f} MB). Only where the speech "
+                    "backend clones voices (Coqui XTTS); elsewhere refused with 422."
+                ),
             },
         },
         "required": ["portrait"],
@@ -123,7 +143,8 @@ def doc_response(ctx: ApiContext, request_id: str, status: int) -> JSONResponse:
 async def create_request(
     request: Request, caller: CallerDep, ctx: Ctx, idempotency_key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Multipart (``portrait`` file part + text parts) or JSON (reuses the last portrait)."""
+    """Multipart (``portrait`` and optional ``voice_reference`` file parts + text parts) or
+    JSON (reuses the last portrait)."""
     sub = await read_submission(request)
     request_id, created = await submit(ctx, caller.user_id, sub, idempotency_key)
     return await run_in_threadpool(doc_response, ctx, request_id, 202 if created else 200)

@@ -1,9 +1,10 @@
 """Taking a submission in: the body parsed, the one intake called, the Idempotency-Key kept.
 
-A multipart body carries the face source as the file part ``portrait`` and every other field
-as a text part (an empty text part counts as absent); a JSON body carries the fields and reuses
-the user's last face source (the newest of their requests that has one; none → 422 naming
-``portrait``). Either way the request goes through :func:`avgen_dagster.intake.check_request`
+A multipart body carries the face source as the file part ``portrait``, optionally the voice to
+clone as the file part ``voice_reference``, and every other field as a text part (an empty text
+part counts as absent); a JSON body carries the fields and reuses the user's last face source
+(the newest of their requests that has one; none → 422 naming ``portrait``) and has no voice
+reference. Either way the request goes through :func:`avgen_dagster.intake.check_request`
 and :func:`~avgen_dagster.intake.record_request` — the same checks, limits and messages as the
 CLI and the portal. When intake refuses, the problem names the field it refused: the cheap
 checks are run again one by one, in intake's order, and the first that fails names it (else
@@ -33,31 +34,42 @@ from avgen_dagster.intake import (
     check_notify_at,
     check_request,
     check_text,
+    check_voice,
     record_request,
 )
 from avgen_dagster.options import RequestOptions, parse_options
 from avgen_dagster.portraits import MAX_VIDEO_BYTES, Upload
 from avgen_dagster.store import idempotency
 from avgen_dagster.store.listing import last_portrait_uri
+from avgen_dagster.voice_reference import FIELD as VOICE_REFERENCE
+from avgen_dagster.voice_reference import MAX_VOICE_REFERENCE_BYTES
 
 MAX_FORM_FIELDS = 40
 MAX_TEXT_PART_BYTES = 64 * 1024
+# File parts and the most bytes read of each (one more than intake accepts, so it can say so).
+FILE_PARTS = {"portrait": MAX_VIDEO_BYTES, VOICE_REFERENCE: MAX_VOICE_REFERENCE_BYTES}
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A parsed submission: its fields, its face source, and the fingerprint of both."""
+    """A parsed submission: its fields, its face source, its voice reference (if any), and the
+    fingerprint of all three."""
 
     fields: SubmitFields
     portrait: Upload | None
     fingerprint: str
+    voice_reference: Upload | None = None
 
 
-def _fingerprint(fields: SubmitFields, portrait: Upload | None) -> str:
+def _fingerprint(
+    fields: SubmitFields, portrait: Upload | None, voice_reference: Upload | None = None
+) -> str:
     digest = hashlib.sha256(
         json.dumps(fields.model_dump(mode="json", exclude_unset=True), sort_keys=True).encode()
     )
     digest.update(b"\0" + (hashlib.sha256(portrait.data).digest() if portrait else b"last"))
+    if voice_reference is not None:
+        digest.update(b"\0voice" + hashlib.sha256(voice_reference.data).digest())
     return digest.hexdigest()
 
 
@@ -82,26 +94,29 @@ def parse_fields(raw: Any) -> SubmitFields:
         raise ApiProblem(422, detail, errors=errors, kind="invalid-input") from exc
 
 
-async def _form(request: Request) -> tuple[dict[str, str], Upload | None]:
+async def _form(request: Request) -> tuple[dict[str, str], dict[str, Upload]]:
     form = await request.form(
-        max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_TEXT_PART_BYTES
+        max_files=len(FILE_PARTS), max_fields=MAX_FORM_FIELDS, max_part_size=MAX_TEXT_PART_BYTES
     )
     fields: dict[str, str] = {}
-    portrait: Upload | None = None
+    files: dict[str, Upload] = {}
     for name, value in form.multi_items():
         if isinstance(value, UploadFile):
-            if name != "portrait":
-                raise ApiProblem(422, "only the portrait is a file part", field=name)
-            data = await value.read(MAX_VIDEO_BYTES + 1)
-            portrait = Upload(PurePosixPath(value.filename or "portrait").name or "portrait", data)
+            if name not in FILE_PARTS:
+                raise ApiProblem(422, f"only {' and '.join(FILE_PARTS)} are file parts", field=name)
+            if name in files:
+                raise ApiProblem(422, "given more than once", field=name, kind="invalid-input")
+            data = await value.read(FILE_PARTS[name] + 1)
+            files[name] = Upload(PurePosixPath(value.filename or name).name or name, data)
         elif name in fields:
             raise ApiProblem(422, "given more than once", field=name, kind="invalid-input")
         elif value != "":
             fields[name] = value
     await form.close()
-    if "portrait" in fields:
-        raise ApiProblem(422, "portrait must be a file part", field="portrait")
-    return fields, portrait
+    for name in FILE_PARTS:
+        if name in fields:
+            raise ApiProblem(422, f"{name} must be a file part", field=name)
+    return fields, files
 
 
 async def read_submission(request: Request) -> Submission:
@@ -112,21 +127,22 @@ async def read_submission(request: Request) -> Submission:
             bad fields.
     """
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    files: dict[str, Upload] = {}
     if kind == "multipart/form-data":
-        raw, portrait = await _form(request)
+        raw, files = await _form(request)
     elif kind == "application/json":
         try:
             raw = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiProblem(400, f"malformed JSON: {exc}", field="body", kind="malformed") from exc
-        portrait = None
     else:
         raise ApiProblem(
             415, "send multipart/form-data (with a portrait) or application/json",
             field="Content-Type", kind="unsupported-media-type",
         )  # fmt: skip
     fields = parse_fields(raw)
-    return Submission(fields, portrait, _fingerprint(fields, portrait))
+    portrait, voice = files.get("portrait"), files.get(VOICE_REFERENCE)
+    return Submission(fields, portrait, _fingerprint(fields, portrait, voice), voice)
 
 
 def _last_portrait(ctx: ApiContext, user_id: str) -> Upload:
@@ -140,9 +156,10 @@ def _last_portrait(ctx: ApiContext, user_id: str) -> Upload:
     return Upload(PurePosixPath(uri).name, ctx.tree.read_bytes(uri))
 
 
-def fields_at_fault(new: NewRequest) -> list[str]:
-    """Which fields intake refused: the first cheap check (in intake's order) that fails
-    (both ``prompt`` and ``script`` when neither or both came); else the face source."""
+def fields_at_fault(new: NewRequest, non_cloning_speech: str | None = None) -> list[str]:
+    """Which fields intake refused: the first check (in intake's order) that fails — the
+    cheap ones, then the voice reference (both ``prompt`` and ``script`` when neither or both
+    came); else the face source."""
     text_fields = [n for n, v in (("prompt", new.prompt), ("script", new.script)) if v is not None]
     checks: list[tuple[list[str], Any]] = [
         (text_fields if len(text_fields) == 1 else ["prompt", "script"],
@@ -151,6 +168,7 @@ def fields_at_fault(new: NewRequest) -> list[str]:
         (["notify_at"], lambda: check_notify_at(new.notify_at)),
         (["email"], lambda: _email(new.email)),
         (["callback_url"], lambda: check_callback(new.callback_url)),
+        ([VOICE_REFERENCE], lambda: check_voice(new.voice_reference, non_cloning_speech)),
     ]  # fmt: skip
     for names, check in checks:
         try:
@@ -181,6 +199,7 @@ def new_request(ctx: ApiContext, user_id: str, sub: Submission) -> NewRequest:
         notify_at=f.notify_at,
         email=f.email,
         callback_url=f.callback_url,
+        voice_reference=sub.voice_reference,
     )
 
 
@@ -190,10 +209,12 @@ def take_in(ctx: ApiContext, new: NewRequest) -> str:
     Raises:
         ApiProblem: 422 naming the refused field, with intake's message.
     """
+    speech = ctx.non_cloning_speech
     try:
-        checked = check_request(new)
+        checked = check_request(new, non_cloning_speech=speech)
     except InvalidInputError as exc:
-        errors = [FieldProblem(field=name, detail=str(exc)) for name in fields_at_fault(new)]
+        fields = fields_at_fault(new, speech)
+        errors = [FieldProblem(field=name, detail=str(exc)) for name in fields]
         raise ApiProblem(422, str(exc), errors=errors, kind="invalid-input") from exc
     return record_request(ctx.db, ctx.tree, checked)
 

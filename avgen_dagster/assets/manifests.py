@@ -18,6 +18,8 @@ class RequestSnapshot:
         driving_video: whether that face source is a driving video (else a still photo).
         options: the typed options, parsed at intake.
         attempt: 0 for the first run, +1 per retry.
+        voice_reference_path: URI of the voice to clone, as stored at intake (16-bit PCM mono
+            WAV); None: the speech backend's own voice.
     """
 
     request_id: str
@@ -28,6 +30,7 @@ class RequestSnapshot:
     driving_video: bool
     options: RequestOptions
     attempt: int = 0
+    voice_reference_path: str | None = None
 
 
 @dataclass(frozen=True)

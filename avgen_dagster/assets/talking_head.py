@@ -92,8 +92,8 @@ def _tag_worker(context: dg.AssetExecutionContext) -> None:
     kinds={"sqlite", "python"},
     description=(
         "Snapshot of the request this run works on (run tag `avgen/request_id`): prompt or "
-        "script, face source and typed options as intake stored them. Records the run on the "
-        "request (a re-execution of a failed run counts as a retry)."
+        "script, face source, voice reference and typed options as intake stored them. "
+        "Records the run on the request (a re-execution of a failed run counts as a retry)."
     ),
 )
 def request(
@@ -117,9 +117,12 @@ def request(
             driving_video=is_driving_video_name(req.portrait_path or ""),
             options=parse_options(req.options),
             attempt=req.attempt,
+            voice_reference_path=req.voice_reference_path,
         )
     _tag_worker(context)
     content.local_file(snapshot.portrait_path)  # ContentStoreError names a missing input
+    if snapshot.voice_reference_path:
+        content.local_file(snapshot.voice_reference_path)
     out = content.asset_dir(user_id, request_id, "request") / "request.json"
     _write_text(out, json.dumps({**asdict(snapshot), "options": snapshot.options.to_json()}))
     (out_uri,) = content.publish(out)
@@ -132,6 +135,7 @@ def request(
             "prompt": dg.MetadataValue.md(snapshot.prompt or "_(user's own script)_"),
             "portrait": dg.MetadataValue.path(snapshot.portrait_path),
             "driving_video": snapshot.driving_video,
+            "voice_reference": snapshot.voice_reference_path or "none (the backend's voice)",
             "options": dg.MetadataValue.json(snapshot.options.to_json()),
             "file": dg.MetadataValue.path(out_uri),
         },
@@ -212,7 +216,10 @@ def script(
     partitions_def=user_partitions,
     group_name=GROUP,
     kinds={"piper", "python"},
-    description="One WAV per script segment from the speech backend (Piper by default).",
+    description=(
+        "One WAV per script segment from the speech backend (Piper by default; Coqui XTTS "
+        "clones the request's voice reference)."
+    ),
 )
 def tts_clips(
     context: dg.AssetExecutionContext,
@@ -221,13 +228,21 @@ def tts_clips(
     speech_backend: SpeechBackendResource,
     content: ContentStore,
 ) -> dg.MaterializeResult:
-    """Synthesize each segment to ``tts_clips/segment_NNN.wav``, with its word timings."""
+    """Synthesize each segment to ``tts_clips/segment_NNN.wav``, with its word timings.
+
+    A request with a voice reference hands it to the backend to clone; a backend that cannot
+    clone, or a reference that fails the checks, fails the step (the request is marked Failed
+    with that reason) rather than speaking in another voice."""
     from avgen_dagster.media.audio_io import write_wav
 
     # Seeded by the request: the same request and seed give bit-identical audio.
     opts = request.options
+    reference = request.voice_reference_path
     synth = speech_backend.synthesizer(
-        seed=opts.seed, language=opts.language, words_per_minute=opts.words_per_minute
+        seed=opts.seed,
+        language=opts.language,
+        words_per_minute=opts.words_per_minute,
+        reference_wav=str(content.local_file(reference)) if reference else None,
     )
     folder = content.asset_dir(request.user_id, request.request_id, "tts_clips")
     clips: list[AudioClip] = []
@@ -249,6 +264,7 @@ def tts_clips(
             "durations_s": dg.MetadataValue.json([round(c.duration_s, 3) for c in clips]),
             "sample_rate_hz": synth.sample_rate,
             "backend": synth.name,
+            "voice_reference": reference or "none (the backend's voice)",
             "seed": request.options.seed,
             "words": sum(len(c.words) for c in clips),
             "words_untimed": sum(not w.timed for c in clips for w in c.words),

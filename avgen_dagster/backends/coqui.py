@@ -41,6 +41,12 @@ from avgen_dagster.errors import BackendError, InvalidInputError
 from avgen_dagster.media.audio_io import trim_bounds
 from avgen_dagster.media.words import WordTiming
 from avgen_dagster.model_cache import ModelCache
+from avgen_dagster.voice_reference import (
+    MAX_REFERENCE_S,
+    MIN_REFERENCE_S,
+    check_reference_samples,
+    read_reference_audio,
+)
 
 __all__ = [
     "MAX_REFERENCE_S",
@@ -49,13 +55,8 @@ __all__ = [
     "check_reference_clip",
     "clear_coqui_cache",
     "coqui_load_count",
+    "coqui_model_kind",
 ]
-
-MIN_REFERENCE_S, MAX_REFERENCE_S = 3.0, 30.0
-"""Accepted length of an XTTS reference clip, seconds (XTTS uses at most 30 s of it)."""
-
-SILENT_REFERENCE_DBFS = -50.0
-"""A reference clip whose RMS is below this (dBFS) is refused as silent."""
 
 _MODELS: ModelCache[Any] = ModelCache("coqui tts")
 _RUN_LOCK = threading.Lock()  # Coqui models hold per-call state; one synthesis at a time
@@ -72,7 +73,8 @@ def clear_coqui_cache() -> None:
 
 
 def check_reference_clip(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read and check an XTTS reference clip.
+    """Read and check an XTTS reference clip with the rules intake applies to an upload
+    (:mod:`avgen_dagster.voice_reference`: one implementation).
 
     Returns:
         ``(samples (n,) float32 mono, sample rate Hz)``.
@@ -82,35 +84,25 @@ def check_reference_clip(path: str | Path) -> tuple[np.ndarray, int]:
             ``MIN_REFERENCE_S`` (3 s), longer than ``MAX_REFERENCE_S`` (30 s), or silent
             (RMS below −50 dBFS); each message names the file and the measured value.
     """
-    import soundfile
-
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"reference clip {p} does not exist")
+    label = f"reference clip {p}"
+    mono, rate = read_reference_audio(p, label)
+    check_reference_samples(mono, rate, label)
+    return mono, rate
+
+
+def coqui_model_kind(model_path: str | Path | None) -> str | None:
+    """The ``model`` a Coqui model folder's ``config.json`` names, lower case (``"xtts"``,
+    ``"vits"``, …); None when there is no readable config (the run reports that)."""
+    if not model_path:
+        return None
     try:
-        data, rate = soundfile.read(str(p), dtype="float32", always_2d=True)
-    except Exception as exc:
-        raise InvalidInputError(f"reference clip {p} is not readable audio: {exc}") from exc
-    mono = data.mean(axis=1).astype(np.float32)
-    seconds = mono.size / rate
-    if seconds < MIN_REFERENCE_S:
-        raise InvalidInputError(
-            f"reference clip {p} is {seconds:.2f} s long; voice cloning needs at least "
-            f"{MIN_REFERENCE_S:g} s of speech"
-        )
-    if seconds > MAX_REFERENCE_S:
-        raise InvalidInputError(
-            f"reference clip {p} is {seconds:.1f} s long; give at most {MAX_REFERENCE_S:g} s "
-            "(cut a clean stretch of speech)"
-        )
-    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
-    rms_db = 20 * np.log10(rms) if rms > 0 else float("-inf")
-    if rms_db < SILENT_REFERENCE_DBFS:
-        raise InvalidInputError(
-            f"reference clip {p} is silent (RMS {rms_db:.1f} dBFS, below "
-            f"{SILENT_REFERENCE_DBFS:g} dBFS): record the voice to clone"
-        )
-    return mono, int(rate)
+        config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+        return str(config["model"]).lower()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _load(folder: Path, config_path: Path, kind: str, use_cuda: bool) -> Any:

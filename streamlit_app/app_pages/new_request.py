@@ -39,6 +39,13 @@ with st.form("new_request"):
         "Portrait photo (one face, PNG, JPEG or WebP, up to 10 MB)",
         type=list(portal.PORTRAIT_TYPES),
     )
+    voice = st.file_uploader(
+        "Voice to clone (optional: 3-30 s of your speech, WAV, FLAC, OGG or MP3, up to 20 MB)",
+        type=list(portal.VOICE_REFERENCE_TYPES),
+        help="The narration is spoken in this voice where the server's speech backend clones "
+        "voices (Coqui XTTS); otherwise the request is refused and you can send it without.",
+        key="voice_reference",
+    )
     col1, col2 = st.columns(2)
     genre = col1.selectbox(
         "Music genre",
@@ -113,6 +120,8 @@ if submitted:
         notify_time=notify_time,
         time_zone=zone,
         email=email,
+        voice_reference=voice.getvalue() if voice is not None else None,
+        voice_reference_name=voice.name if voice is not None else "",
     )
     try:
         request_id = portal.submit_form(db, user_id, form)

@@ -75,52 +75,12 @@ def vits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def xtts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def xtts_dir(tiny_xtts_dir: Path) -> Path:
     """An XTTS-v2-shaped model (1-layer GPT of width 32, perceiver resampler, HiFi-GAN
-    decoder and ResNet speaker encoder at XTTS's sizes; random weights) + a BPE vocab."""
-    coqui_torchaudio.install()
-    from tokenizers import Tokenizer, models, trainers
-    from TTS.tts.configs.xtts_config import XttsConfig
-    from TTS.tts.layers.xtts.tokenizer import VoiceBpeTokenizer
-    from TTS.tts.models.xtts import Xtts, XttsArgs
-
-    folder = tmp_path_factory.mktemp("xtts")
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    trainer = trainers.BpeTrainer(
-        vocab_size=120,
-        special_tokens=["[STOP]", "[UNK]", "[SPACE]", "[START]", "[en]", "[de]"],
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz.,!?'-"),
-    )
-    tokenizer.train_from_iterator(
-        ["hello world this is a tiny test of the voice", "the quick brown fox jumps"] * 10,
-        trainer,
-    )
-    tokenizer.save(str(folder / "vocab.json"))
-    args = XttsArgs(
-        gpt_layers=1,
-        gpt_n_model_channels=32,
-        gpt_n_heads=2,
-        gpt_num_audio_tokens=66,
-        gpt_start_audio_token=64,
-        gpt_stop_audio_token=65,
-        gpt_max_audio_tokens=12,
-        gpt_max_text_tokens=100,
-        gpt_max_prompt_tokens=20,
-        gpt_use_perceiver_resampler=True,
-        decoder_input_dim=32,
-        d_vector_dim=512,
-        gpt_code_stride_len=1024,
-        output_sample_rate=24000,
-    )
-    config = XttsConfig(model_args=args, languages=["en", "de"])
-    torch.manual_seed(0)
-    model = Xtts(config)
-    model.tokenizer = VoiceBpeTokenizer(folder / "vocab.json")
-    model.init_models()
-    torch.save({"model": model.state_dict()}, folder / "model.pth")
-    config.save_json(str(folder / "config.json"))
-    return folder
+    decoder and ResNet speaker encoder at XTTS's sizes; random weights) + a BPE vocab: the
+    session's (``tests/conftest.py``)."""
+    return tiny_xtts_dir
 
 
 def _clip(path: Path, seconds: float, amplitude: float = 0.3, sr: int = 22050) -> Path:

@@ -23,7 +23,7 @@ from avgen_dagster.store.requests import get_request, outputs_of, requests_to_su
 from avgen_dagster.store.session import downgrade_database, upgrade_database
 from tests.conftest import SAMPLE_PORTRAIT
 
-HEAD = "0006"
+HEAD = "0007"
 APP_TABLES = {
     "users",
     "generation_requests",
@@ -98,7 +98,7 @@ def test_upgrade_from_empty_and_downgrade_one_step(db_url: str) -> None:
         status.complete(s, rid, made, run_id="run-1")
     db.engine.dispose()
 
-    downgrade_database(db_url, "0004")  # 0006, then 0005's downgrade
+    downgrade_database(db_url, "0004")  # 0007, 0006, then 0005's downgrade
     assert _version(db_url) == "0004"
     assert {"video_paths", "image_paths", "audio_paths"} <= _columns(db_url, "generation_requests")
     assert "outputs" not in _columns(db_url, "generation_requests")
@@ -176,7 +176,7 @@ def test_a_pre_migration_row_reads_through_the_outputs_record(db_url: str) -> No
 
 def test_every_step_down_to_base_and_back(db_url: str) -> None:
     upgrade_database(db_url)
-    for expected in ["0005", "0004", "0003", "0002", "0001", None]:
+    for expected in ["0006", "0005", "0004", "0003", "0002", "0001", None]:
         downgrade_database(db_url, "-1")
         assert _version(db_url) == expected
     engine = create_engine(db_url)
@@ -184,6 +184,24 @@ def test_every_step_down_to_base_and_back(db_url: str) -> None:
     engine.dispose()
     upgrade_database(db_url)
     assert _version(db_url) == HEAD
+
+
+def test_0007_voice_reference_down_and_up_keeps_the_request(db_url: str) -> None:
+    from avgen_dagster.store.requests import create_request
+
+    upgrade_database(db_url)
+    db = AppDatabase(db_url, migrate=False)
+    with db.session() as s:
+        req = create_request(s, user_id="v", prompt="Hi", script=None, portrait_path="/p.png")
+        req.voice_reference_path = "/c/v/r/input/voice_reference.wav"
+        rid = req.request_id
+    db.engine.dispose()
+    downgrade_database(db_url, "0006")
+    assert "voice_reference_path" not in _columns(db_url, "generation_requests")
+    upgrade_database(db_url)
+    with AppDatabase(db_url, migrate=False).session() as s:
+        again = get_request(s, rid)
+        assert (again.prompt, again.voice_reference_path) == ("Hi", None)
 
 
 def _describe(diff: object) -> tuple[str, str]:
