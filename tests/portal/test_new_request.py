@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -139,3 +140,36 @@ def test_wrong_type_and_missing_upload_are_refused(world: PortalWorld) -> None:
     assert "choose a portrait photo" in at.error[0].value
     assert _requests(world, "grace") == []
     assert not (world.content / "grace").exists()
+
+
+def test_a_voice_reference_is_cloned_where_the_backend_can_and_refused_where_not(
+    world: PortalWorld, monkeypatch: pytest.MonkeyPatch, tiny_xtts_dir: Path
+) -> None:
+    from tests.test_voice_reference import clip_bytes
+
+    def submit(voice: tuple[str, bytes]):  # type: ignore[no-untyped-def]
+        at = _page("vera")
+        at.text_area[0].input("A short welcome")
+        at.get("file_uploader")[0].upload("me.png", SAMPLE_PORTRAIT.read_bytes(), "image/png")
+        (uploader,) = [u for u in at.get("file_uploader") if u.key == "voice_reference"]
+        uploader.upload(*voice, "audio/wav")
+        at.button[0].click()
+        at.run()
+        assert not at.exception
+        return at
+
+    at = submit(("me.wav", clip_bytes(4.0)))  # the default speech backend, Piper
+    assert "voice_reference: the speech backend here (piper) does not clone" in at.error[0].value
+    assert _requests(world, "vera") == [] and not (world.content / "vera").exists()
+
+    monkeypatch.setenv("AVGEN_SPEECH_BACKEND", "coqui")
+    monkeypatch.setenv("AVGEN_SPEECH_MODEL", str(tiny_xtts_dir))
+    at = submit(("short.wav", clip_bytes(2.0)))
+    assert "voice reference 'short.wav' is 2.00 s long" in at.error[0].value
+    assert _requests(world, "vera") == []
+    at = submit(("me.wav", clip_bytes(4.0)))
+    assert not at.error, [e.value for e in at.error]
+    (req,) = _requests(world, "vera")
+    assert req.voice_reference_path == str(
+        world.content / "vera" / req.request_id / "input" / "voice_reference.wav"
+    )
