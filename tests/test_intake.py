@@ -48,6 +48,16 @@ def _animated(fmt: str) -> bytes:
     return buf.getvalue()
 
 
+def _wav(seconds: float) -> bytes:
+    import soundfile
+
+    from avgen_dagster.devtools.tiny_models import synthetic_voice
+
+    buf = io.BytesIO()
+    soundfile.write(buf, synthetic_voice(seconds, 16000), 16000, format="WAV")
+    return buf.getvalue()
+
+
 def _huge_png(side: int) -> bytes:
     """A ``side``×``side`` bilevel PNG: megabytes of pixels in a few kilobytes of file."""
     return _png(Image.new("1", (side, side)))
@@ -68,6 +78,7 @@ class Case:
     cli_only: list[str] = field(default_factory=list)  # extra CLI args (portal can't express)
     portal: bool = True  # False: the portal's form cannot express it
     portrait_path: str | None = None  # a path given to the CLI as is (e.g. a missing file)
+    voice: tuple[str, bytes] | None = None  # a voice reference (file name, bytes)
     script_path: str | None = None
 
     @property
@@ -120,6 +131,11 @@ CASES = [
     Case("notification without zone", "has no time zone", notify_at="2030-01-01T09:00"),
     Case("loud", "target_lufs: 3.0 is outside -40..-5", cli_only=["--target-lufs", "3"]),
     Case("unknown genre", "unknown music genre 'polka'", cli_only=["--genre", "polka"]),
+    Case(
+        "voice reference where the voice cannot clone",
+        "voice_reference: the speech backend here (piper) does not clone voices",
+        voice=("me.wav", _wav(4.0)),
+    ),
 ]
 
 
@@ -132,6 +148,8 @@ def _files(tmp_path: Path, case: Case) -> tuple[Path, Path | None]:
     if case.script is not None:
         script = tmp_path / "in" / "script.txt"
         script.write_text(case.script, encoding="utf-8")
+    if case.voice is not None:
+        (tmp_path / "in" / case.voice[0]).write_bytes(case.voice[1])
     return portrait, script
 
 
@@ -141,6 +159,7 @@ def _cli(command: str, case: Case, tmp_path: Path) -> str:
     args = [command, "--user-id", case.user_id, "--portrait", case.portrait_path or str(portrait)]
     args += ["--prompt", case.prompt] if case.prompt is not None else []
     args += ["--script-file", str(script)] if script is not None else []
+    args += ["--voice-reference", str(tmp_path / "in" / case.voice[0])] if case.voice else []
     if case.email or case.notify_at:
         if command == "generate":
             return ""  # `generate` runs now: it takes no notification time or address
@@ -164,6 +183,8 @@ def _portal(case: Case) -> str:
     at.text_area[0].input(case.prompt if case.prompt is not None else case.script)
     name, data = case.portrait or ("portrait.png", SAMPLE_PORTRAIT.read_bytes())
     at.get("file_uploader")[0].upload(name, data, "image/png")
+    if case.voice:
+        at.get("file_uploader")[1].upload(*case.voice, "audio/wav")
     if case.email:
         at.text_input(key="email").input(case.email)
     if case.notify_at:
