@@ -547,7 +547,11 @@ def serve_api(
     # an import string to start them).
     del api
     uvicorn.run(
-        "avgen_dagster.api.app:create_served_app", factory=True, host=host, port=port, workers=workers
+        "avgen_dagster.api.app:create_served_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
     )
 
 
