@@ -1,25 +1,35 @@
-"""Embedded script quality and speed, before and after the tuning, side by side.
+"""Embedded script quality and speed: before and after the tuning, and on CTranslate2.
 
 For each of the 30 prompts in ``benchmarks/prompts/scripts.jsonl`` (science, history,
 how-to, study, cooking, travel, health, tech, kids' questions; each with its ``max_words``)
-the embedded SmolLM2 writer runs twice, interleaved so both see the same machine load:
+the embedded SmolLM2 writer runs three times, interleaved so all see the same machine load:
 
 - **before**: :data:`avgen_dagster.backends.text.BASELINE` (the previous prompt, greedy
   decoding with repetition penalty 1.15, one sampled retry when too short, no ranking, no
-  chatter stripping, torch's default thread count);
-- **after**: :data:`avgen_dagster.backends.text.TUNED`.
+  chatter stripping, torch's default thread count), on transformers;
+- **after**: :data:`avgen_dagster.backends.text.TUNED` on transformers (float32);
+- **ct2**: :data:`~avgen_dagster.backends.text.TUNED` on CTranslate2 (int8,
+  :mod:`avgen_dagster.backends.llm_ct2`), the embedded default.
 
 Measures (defined in :mod:`avgen_dagster.backends.script_quality`): on-topic rate, mean
 ``|words − max_words| / max_words``, scripts within ±15 %, repeated sentences, runaway lists,
 chatter sentences, generation seconds and tokens/s; plus model load time from the GGUF file
-(before) and from the conversion cache (after), each after clearing the process cache.
-Targets: on-topic ≥ 80 %, no repeated sentence and no chatter in any script.
+(before), from the conversion cache (after) and from the CTranslate2 cache (ct2), each after
+clearing the process cache. Targets: on-topic ≥ 80 %, no repeated sentence and no chatter in
+any script.
+
+``--demo N`` instead times the demo prompt (the Makefile's ``DEMO_PROMPT``, 160 words) end to
+end through ``TextBackendResource().plan_for_prompt`` (what the ``script`` asset calls) on
+each runtime, interleaved, N rounds: "cold" clears the process's model caches first (the
+model loads from the disk caches, as in a fresh ``make demo`` process after the first),
+"warm" reuses the loaded model.
 
 Usage::
 
-    .venv/bin/python benchmarks/script_quality.py [--only before|after] [--ids a,b]
+    .venv/bin/python benchmarks/script_quality.py [--only before|after|ct2] [--ids a,b]
         [--out results.json]
     .venv/bin/python benchmarks/script_quality.py --rescore results.json
+    .venv/bin/python benchmarks/script_quality.py --demo 3
 """
 
 from __future__ import annotations
@@ -34,7 +44,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = REPO / "benchmarks" / "prompts" / "scripts.jsonl"
-MODES = ("before", "after")
+MODES = ("before", "after", "ct2")
+RUNTIMES = {"before": "transformers", "after": "transformers", "ct2": "ctranslate2"}
+DEMO_PROMPT = (
+    "Explain to a curious ten-year-old why the sky is blue during the day and turns red and "
+    "orange at sunset."
+)
 
 
 def load_prompts(ids: list[str] | None = None) -> list[dict]:
@@ -44,18 +59,31 @@ def load_prompts(ids: list[str] | None = None) -> list[dict]:
 
 
 def measure_load() -> dict[str, float]:
-    """Load seconds: from the GGUF file (no conversion cache) and from the cache."""
-    from avgen_dagster.backends.llm_local import clear_model_cache, load_model, resolve_source
+    """Load seconds: from the GGUF file (no conversion cache), from the cache, and the
+    CTranslate2 model from its cache (tokenizer included, one thread)."""
+    from avgen_dagster.backends.llm_ct2 import clear_ct2_cache, load_ct2
+    from avgen_dagster.backends.llm_local import (
+        clear_model_cache,
+        ensure_transformers_folder,
+        load_model,
+        resolve_source,
+    )
 
     source = resolve_source(None)
     out: dict[str, float] = {}
-    clear_model_cache()
-    load_model(source, convert_cache=True)  # make sure the converted copy exists
+    folder = ensure_transformers_folder(source)  # make sure the converted copies exist
+    assert folder is not None
+    load_ct2(folder, threads=1)
     for mode, cached in (("before", False), ("after", True)):
         clear_model_cache()
         start = time.perf_counter()
         load_model(source, convert_cache=cached)
         out[mode] = time.perf_counter() - start
+    clear_model_cache()
+    clear_ct2_cache()
+    start = time.perf_counter()
+    load_ct2(folder, threads=1)
+    out["ct2"] = time.perf_counter() - start
     return out
 
 
@@ -65,9 +93,10 @@ def run(prompts: list[dict], modes: tuple[str, ...]) -> dict[str, list[dict]]:
     from avgen_dagster.backends.text import BASELINE, TUNED, SmolLM2ScriptWriter
     from avgen_dagster.errors import BackendError
 
+    settings = {"before": BASELINE, "after": TUNED, "ct2": TUNED}
     writers = {
-        "before": SmolLM2ScriptWriter(settings=BASELINE),
-        "after": SmolLM2ScriptWriter(settings=TUNED),
+        m: SmolLM2ScriptWriter(settings=settings[m], runtime=RUNTIMES[m])  # type: ignore[arg-type]
+        for m in MODES
     }
     rows: dict[str, list[dict]] = {m: [] for m in modes}
     for i, p in enumerate(prompts, 1):
@@ -175,6 +204,45 @@ def rescore(path: Path) -> tuple[dict[str, list[dict]], dict[str, float]]:
     return rows, saved["load_s"]
 
 
+def demo(rounds: int) -> None:
+    """Seconds of ``plan_for_prompt(DEMO_PROMPT, max_words=160)`` per runtime, cold and warm."""
+    import os
+
+    from avgen_dagster.backends.llm_ct2 import clear_ct2_cache
+    from avgen_dagster.backends.llm_local import clear_model_cache
+    from avgen_dagster.backends.text import ENV_TEXT_RUNTIME
+    from avgen_dagster.resources.backends import TextBackendResource
+
+    times: dict[tuple[str, str], list[float]] = {}
+    for i in range(rounds):
+        for runtime in ("transformers", "ctranslate2"):
+            os.environ[ENV_TEXT_RUNTIME] = runtime
+            for state in ("cold", "warm"):
+                if state == "cold":
+                    clear_model_cache()
+                    clear_ct2_cache()
+                start = time.perf_counter()
+                plan = TextBackendResource().plan_for_prompt(DEMO_PROMPT, max_words=160)
+                took = time.perf_counter() - start
+                times.setdefault((runtime, state), []).append(took)
+                print(
+                    f"[{i + 1}/{rounds}] {runtime:12s} {state}: {took:5.1f} s, "
+                    f"{plan.word_count} words",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    os.environ.pop(ENV_TEXT_RUNTIME, None)
+    print("| demo prompt, plan_for_prompt (160 words) | cold, s | warm, s |")
+    print("|---|---|---|")
+    for runtime in ("transformers", "ctranslate2"):
+        cells = [
+            f"{statistics.median(times[(runtime, st)]):.1f} "
+            f"({min(times[(runtime, st)]):.1f}–{max(times[(runtime, st)]):.1f})"
+            for st in ("cold", "warm")
+        ]
+        print(f"| {runtime} (median, range of {rounds}) | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -182,7 +250,11 @@ def main() -> None:
     parser.add_argument("--ids", help="comma-separated prompt ids (default: all 30)")
     parser.add_argument("--out", type=Path, help="write every script and score as JSON")
     parser.add_argument("--rescore", type=Path, help="re-measure a saved --out file, no model")
+    parser.add_argument("--demo", type=int, metavar="N", help="time the demo prompt, N rounds")
     args = parser.parse_args()
+    if args.demo:
+        demo(args.demo)
+        return
     if args.rescore:
         print_tables(*rescore(args.rescore))
         return
@@ -190,7 +262,8 @@ def main() -> None:
     prompts = load_prompts(args.ids.split(",") if args.ids else None)
     load = measure_load()
     print(
-        f"load: GGUF {load['before']:.1f} s, conversion cache {load['after']:.1f} s",
+        f"load: GGUF {load['before']:.1f} s, conversion cache {load['after']:.1f} s, "
+        f"CTranslate2 {load['ct2']:.1f} s",
         file=sys.stderr,
     )
     rows = run(prompts, modes)

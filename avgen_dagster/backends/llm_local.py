@@ -42,10 +42,12 @@ __all__ = [
     "clear_model_cache",
     "converted_cache_dir",
     "default_smollm2_path",
+    "ensure_transformers_folder",
     "load_model",
     "model_load_count",
     "resolve_source",
     "torch_threads",
+    "weights_bytes",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -255,6 +257,51 @@ def _load_uncached(
     model.eval()
     from_cache = location != source.location
     return LoadedModel(tokenizer, model, time.perf_counter() - start, from_cache)
+
+
+def weights_bytes(folder: Path) -> int:
+    """Bytes of the weight files (``*.safetensors``, ``*.bin``) in a transformers folder."""
+    return sum(
+        f.stat().st_size for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)
+    )
+
+
+def ensure_transformers_folder(source: ModelSource) -> Path | None:
+    """A local transformers folder holding ``source``'s weights, converting a GGUF once.
+
+    For a GGUF source this is the conversion cache folder (see the module docstring): when it
+    is missing, the GGUF file is dequantised and saved there now (27–28 s for SmolLM2),
+    without keeping the model in the process cache. For a folder source, the folder itself.
+    Used by the CTranslate2 runtime (:mod:`~avgen_dagster.backends.llm_ct2`), which converts
+    from a transformers folder.
+
+    Returns:
+        The folder, or ``None`` for a Hub id (no local folder to convert from).
+
+    Raises:
+        BackendError: the GGUF file cannot be read, or its converted folder cannot be
+            written (a read-only cache).
+    """
+    if not source.gguf_file:
+        folder = Path(source.location)
+        return folder if (folder / "config.json").is_file() else None
+    folder = converted_cache_dir() / _file_sha256(Path(source.location) / source.gguf_file)
+    if (folder / "config.json").is_file():
+        return folder
+    _torch, auto_model, auto_tokenizer = _import_transformers()
+    try:
+        tokenizer = auto_tokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+        model = auto_model.from_pretrained(source.location, gguf_file=source.gguf_file)
+    except Exception as exc:
+        raise BackendError(f"cannot load text model {source.label}: {exc}") from exc
+    try:
+        _save_converted(tokenizer, model, folder)
+    except OSError as exc:
+        if (folder / "config.json").is_file():  # another process converted it meanwhile
+            return folder
+        raise BackendError(f"cannot cache the converted model in {folder}: {exc}") from exc
+    _LOG.info("saved converted %s to %s", source.label, folder)
+    return folder
 
 
 def load_model(

