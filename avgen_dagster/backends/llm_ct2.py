@@ -352,3 +352,59 @@ def generate_ct2(
     except (RuntimeError, ValueError) as exc:
         raise BackendError(f"CTranslate2 generation failed: {exc}") from exc
     return list(result[0].sequences_ids[0])
+
+
+def prepare_embedded_model() -> str:
+    """Convert the embedded SmolLM2 once, ahead of the first script (``make install``).
+
+    The GGUF file becomes a transformers folder (27–28 s) and, when ``ctranslate2`` is
+    installed, a CTranslate2 int8 model (~5–9 s), both in the caches a writer reads; a second
+    call finds both and returns at once.
+
+    Returns:
+        A line saying what is ready, and where.
+
+    Raises:
+        BackendError: the model is not installed, or a conversion fails.
+    """
+    from avgen_dagster.backends.llm_local import ensure_transformers_folder, resolve_source
+
+    source = resolve_source(None)
+    folder = ensure_transformers_folder(source)
+    assert folder is not None  # a GGUF source always has one
+    if not ct2_installed():
+        return f"text model ready for transformers in {folder} (ctranslate2 not installed)"
+    out = ct2_folder_for(folder)
+    if not (out / "model.bin").is_file():
+        convert_to_ct2(folder, out)
+    return f"text model ready: {folder} (transformers), {out} (CTranslate2 {CT2_QUANTIZATION})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m avgen_dagster.backends.llm_ct2 --prepare``: :func:`prepare_embedded_model`.
+
+    Exits 0 also when preparing fails (the first script then converts instead), so an
+    install never stops here; the reason is printed.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Prepare the embedded text model.")
+    parser.add_argument("--prepare", action="store_true", help="convert it into the caches")
+    args = parser.parse_args(argv)
+    if not args.prepare:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.WARNING)
+    start = time.perf_counter()
+    try:
+        line = prepare_embedded_model()
+    except (BackendError, OSError) as exc:
+        print(f"text model not prepared ({exc}); the first script will convert it", file=sys.stderr)
+        return 0
+    print(f"{line} [{time.perf_counter() - start:.1f} s]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -220,3 +220,26 @@ def test_smollm2_on_ctranslate2_writes_the_demo_narration(monkeypatch: pytest.Mo
     assert {"sky", "blue", "sunset", "light"} & {w.lower().strip(".,!?") for w in words}
     assert SmolLM2ScriptWriter(runtime="ctranslate2").write(prompt, max_words=160) == text
     clear_ct2_cache()
+
+
+def test_prepare_converts_once_and_never_fails_an_install(
+    tiny_llama_dir: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from avgen_dagster.backends import llm_local
+    from avgen_dagster.backends.llm_local import ModelSource
+
+    monkeypatch.setattr(
+        llm_local, "resolve_source", lambda _path: ModelSource(str(tiny_llama_dir), None)
+    )
+    assert llm_ct2.main(["--prepare"]) == 0
+    assert "CTranslate2 int8" in capsys.readouterr().out
+    assert (ct2_folder_for(tiny_llama_dir) / "model.bin").is_file()
+
+    def missing(_path: object) -> ModelSource:
+        raise BackendError("the SmolLM2 model is not installed")
+
+    monkeypatch.setattr(llm_local, "resolve_source", missing)
+    assert llm_ct2.main(["--prepare"]) == 0
+    assert "not prepared (the SmolLM2 model is not installed)" in capsys.readouterr().err
