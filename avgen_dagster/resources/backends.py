@@ -41,6 +41,11 @@ class TextBackendResource(dg.ConfigurableResource):
     model_path: str | None = Field(default=None, description="Local model folder or GGUF file.")
     seed: int = 0
     candidates: int = Field(default=3, ge=1, le=8, description="Embedded: most candidates.")
+    runtime: Literal["auto", "ctranslate2", "transformers"] | None = Field(
+        default=None,
+        description="Embedded: ctranslate2 (int8, CPU), transformers, or auto; None reads "
+        "AVGEN_TEXT_RUNTIME (default auto).",
+    )
     base_url: str | None = Field(default=None, description="OpenAI-compatible URL, with /v1.")
     model: str | None = Field(default=None, description="Model name the endpoint serves.")
     api_key: str | None = Field(default=None, description='dg.EnvVar("AVGEN_LLM_API_KEY")')
@@ -106,7 +111,10 @@ class TextBackendResource(dg.ConfigurableResource):
         from avgen_dagster.backends.text import SmolLM2ScriptWriter
 
         return SmolLM2ScriptWriter(
-            model_path=self.model_path, seed=self.seed, candidates=self.candidates
+            model_path=self.model_path,
+            seed=self.seed,
+            candidates=self.candidates,
+            runtime=self.runtime,
         )
 
     def verbatim_writer(self) -> ScriptWriter:

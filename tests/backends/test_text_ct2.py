@@ -180,6 +180,12 @@ def test_auto_prefers_ctranslate2_and_falls_back(
     assert not list(ct2_folder_for(tiny_gpt_neo_dir).parent.glob(".*"))  # no temp left
     with pytest.raises(InvalidInputError, match="runtime"):
         SmolLM2ScriptWriter(model_path=str(tiny_llama_dir), runtime="onnx")  # type: ignore[arg-type]
+    # The resource's field reaches the writer (None: the environment decides).
+    from avgen_dagster.resources.backends import TextBackendResource
+
+    pinned = TextBackendResource(model_path=str(tiny_llama_dir), runtime="transformers")
+    assert pinned.script_writer().runtime == "transformers"
+    assert TextBackendResource(model_path=str(tiny_llama_dir)).script_writer().runtime == "auto"
 
 
 def test_unwritable_cache_converts_into_a_temporary_folder(
