@@ -41,7 +41,9 @@ class TextBackendResource(dg.ConfigurableResource):
     model_path: str | None = Field(default=None, description="Local model folder or GGUF file.")
     seed: int = 0
     candidates: int = Field(default=3, ge=1, le=8, description="Embedded: most candidates.")
-    runtime: Literal["auto", "ctranslate2", "transformers"] | None = Field(
+    # A plain optional string: Dagster's config schema cannot express an optional Literal;
+    # the writer refuses anything but the three names (InvalidInputError).
+    runtime: str | None = Field(
         default=None,
         description="Embedded: ctranslate2 (int8, CPU), transformers, or auto; None reads "
         "AVGEN_TEXT_RUNTIME (default auto).",
@@ -114,7 +116,7 @@ class TextBackendResource(dg.ConfigurableResource):
             model_path=self.model_path,
             seed=self.seed,
             candidates=self.candidates,
-            runtime=self.runtime,
+            runtime=self.runtime,  # type: ignore[arg-type]
         )
 
     def verbatim_writer(self) -> ScriptWriter:
