@@ -362,22 +362,38 @@ def _estimate_sentence_times(words: Sequence[WordTiming]) -> list[WordTiming]:
     return out
 
 
-def _fix_timing(raw: list[list[float]], rules: CaptionRules, end_limit_ms: int | None) -> None:
+def _fix_timing(
+    raw: list[list[float]],
+    rules: CaptionRules,
+    end_limit_ms: int | None,
+    last_onsets_ms: Sequence[float] | None = None,
+) -> None:
     """Make cue times obey duration, gap and chaining rules, in place (milliseconds).
 
     For each cue in order: start no earlier than the previous end plus the gap (the previous
     cue ends earlier when it can stay long enough, else this one starts later); a short cue
-    is extended after its end (into the pause), then before its start, and only then past
-    the next cue's start (which is pushed later); the end is capped at ``max_duration_s``;
-    a following gap under the chaining threshold is closed to the minimum gap.
+    is extended after its end (into the pause), then before its start, then earlier still by
+    ending the previous cue sooner (never below its minimum duration nor before the onset of
+    its last word, ``last_onsets_ms``), and only then past the next cue's start (which is
+    pushed later, out of sync with its first word: the last resort); the end is capped at
+    ``max_duration_s``; a following gap under the chaining threshold is closed to the minimum
+    gap.
     """
     gap = rules.min_gap_ms
     lo_ms = math.ceil(rules.min_duration_s * 1000)
     hi_ms = math.floor(rules.max_duration_s * 1000)
     for k, cue in enumerate(raw):
         prev_end = raw[k - 1][1] if k else -gap
-        if k and cue[0] < prev_end + gap and cue[0] - gap - raw[k - 1][0] >= lo_ms:
-            raw[k - 1][1] = prev_end = cue[0] - gap  # keep the in-time on the speech onset
+        if k and cue[0] < prev_end + gap:
+            # Keep the in-time on the speech onset: the previous cue ends earlier, as far as
+            # its minimum duration and its last word's onset allow (word timings of adjacent
+            # segments overlap by the cross-fade); only what is left delays this cue.
+            floor = raw[k - 1][0] + lo_ms
+            if last_onsets_ms is not None:
+                floor = max(floor, last_onsets_ms[k - 1])
+            earlier = max(cue[0] - gap, floor)
+            if earlier < prev_end:
+                raw[k - 1][1] = prev_end = earlier
         cue[0] = max(cue[0], prev_end + gap)
         need = lo_ms - (cue[1] - cue[0])
         if need > 0:
@@ -388,6 +404,15 @@ def _fix_timing(raw: list[list[float]], rules: CaptionRules, end_limit_ms: int |
             room_before = max(0, cue[0] - max(0, prev_end + gap))
             cue[0] -= min(need, room_before)
             need -= min(need, room_before)
+            if need > 0 and k:
+                prev = raw[k - 1]
+                floor = prev[0] + lo_ms
+                if last_onsets_ms is not None:
+                    floor = max(floor, last_onsets_ms[k - 1])
+                give = max(0, min(need, prev[1] - floor))
+                prev[1] -= give
+                cue[0] -= give
+                need -= give
             cue[1] += need
         cue[1] = min(cue[1], cue[0] + hi_ms)
         if k + 1 < len(raw):
@@ -443,7 +468,8 @@ def build_cues(
             ms = [round(part[i].start_s * 1000), round(part[j - 1].end_s * 1000)]
             pieces.append((ms, lines, tuple(part[i:j]), s.index, timed))
     limit = None if duration_s is None else math.floor(duration_s * 1000)
-    _fix_timing([p[0] for p in pieces], rules, limit)
+    last_onsets = [round(p[2][-1].start_s * 1000) for p in pieces]
+    _fix_timing([p[0] for p in pieces], rules, limit, last_onsets)
     cues = tuple(
         Cue(ms[0] / 1000, ms[1] / 1000, lines, ws, sentence, timed)
         for ms, lines, ws, sentence, timed in pieces

@@ -198,3 +198,25 @@ def test_bad_input_is_rejected() -> None:
     with pytest.raises(InvalidInputError, match="max_lines"):
         CaptionRules(max_lines=0)
     assert build_cues([]).cues == ()
+
+
+def test_overlapping_segments_keep_every_cue_on_its_first_word() -> None:
+    """Word timings of adjacent segments overlap by the cross-fade (the demo's narration:
+    "process." ends at 30.314 s, "The" starts at 30.178 s). The previous cue ends earlier,
+    down to its minimum duration, rather than delaying the next cue past its first word —
+    the case `captions_in_sync` caught (a cue 216 ms late)."""
+    stretch = [
+        ("that", 27.11, 27.191), ("each", 27.237, 27.458), ("color", 27.539, 27.818),
+        ("has", 27.922, 28.097), ("two", 28.143, 28.34), ("possible", 28.375, 28.851),
+        ("paths", 28.909, 29.223), ("for", 29.269, 29.385), ("this", 29.42, 29.559),
+        ("process.", 29.641, 30.314), ("The", 30.178, 30.236), ("first", 30.294, 30.561),
+        ("path", 30.608, 30.875), ("gets", 30.933, 31.142), ("reflected", 31.2, 31.71),
+        ("back", 31.757, 32.012), ("down.", 32.07, 32.349),
+    ]  # fmt: skip
+    words = [WordTiming(w, a, b) for w, a, b in stretch]
+    rules = CaptionRules(max_chars_per_line=26)  # the vertical format's line length
+    track = build_cues(words, rules=rules)
+    assert_rules(track, words, rules)
+    for cue in track.cues:
+        assert abs(cue.start_s - cue.words[0].start_s) <= 0.1, (cue.text, cue.start_s)
+        assert cue.end_s >= cue.words[-1].start_s, cue.text
