@@ -166,6 +166,11 @@ _SENTENCE_END = re.compile(r"[.!?][\"')\]*_]*(?=\s)")
 _HEADING_FRAGMENT = re.compile(r"^To [a-z]+\b[^,;:]{0,60}[.!]$")
 
 
+_EQUATION = re.compile(r"=|\d\s*[+×÷*/^]\s*\d|\b\d+\s+\d+\b")
+"""An equation in a sentence: ``=`` anywhere, ``+ × ÷ * / ^`` between digits, or two numbers
+side by side (what is left of ``3*4`` once cleaning has removed the markdown asterisk)."""
+
+
 def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
     """Model output to narration: cleaned, chatter and repeats removed, cut to the budget.
 
@@ -173,9 +178,10 @@ def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
     output does not end with one); :func:`~avgen_dagster.backends.textproc.clean_text`;
     drop an unfinished last sentence; (``strip``) drop chatter sentences
     (:func:`~avgen_dagster.backends.script_quality.is_chatter`), sentences without letters
-    (list numbers), a first sentence that only echoes the task ("To make fluffy
-    pancakes.") and sentences that repeat an earlier one; keep whole sentences within
-    ``max_words``.
+    (list numbers), sentences holding an equation (``=``, or an operator between digits:
+    spoken they are noise, and a 135M model's arithmetic is made up), a first sentence that
+    only echoes the task ("To make fluffy pancakes.") and sentences that repeat an earlier
+    one; keep whole sentences within ``max_words``.
 
     Returns:
         The narration, or ``""`` when nothing speakable remains.
@@ -196,6 +202,9 @@ def polish_narration(raw: str, max_words: int, *, strip: bool = True) -> str:
         for sentence in split_sentences(text):
             if is_chatter(sentence) or not re.search(r"[A-Za-z]", sentence):
                 continue  # chatter, or a list number left alone ("6.")
+            if _EQUATION.search(sentence):
+                continue  # "the total is 2 6 = 15": arithmetic a small model makes up
+
             if not kept and _HEADING_FRAGMENT.match(sentence):
                 continue  # "To make fluffy pancakes." echoing the prompt as a heading
             if kept and repeated_sentences(" ".join([*kept, sentence])) > 0:

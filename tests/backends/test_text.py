@@ -168,6 +168,15 @@ def test_polish_narration_strips_chatter_repeats_and_cuts() -> None:
     assert polish_narration("\U0001f600", 10) == ""
     # Without stripping (the baseline), chatter stays.
     assert polish_narration(raw, 100, strip=False).startswith("Here's a rewritten version")
+    # Made-up arithmetic (the demo once ended on "… is 2 6 = 15, which is why …") is not
+    # narration; numbers in prose are.
+    sums = (
+        "Light has many colors. So, the total number of ways is 2 6 = 15, which is why. "
+        "Two plus 3*4 makes sense to nobody. About 70 percent of Earth is water."
+    )
+    assert polish_narration(sums, 100) == (
+        "Light has many colors. About 70 percent of Earth is water."
+    )
 
 
 @pytest.mark.parametrize(
