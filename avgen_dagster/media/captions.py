@@ -362,11 +362,19 @@ def _estimate_sentence_times(words: Sequence[WordTiming]) -> list[WordTiming]:
     return out
 
 
+MAX_LEAD_MS = 90
+"""How long before its first word a cue may appear when the cues around it leave no other room,
+milliseconds: the 100 ms the ``captions_in_sync`` check allows either way, less a margin for
+the millisecond rounding of cue times (a caption a moment early reads fine; beyond that it is
+out of sync, as is one late)."""
+
+
 def _fix_timing(
     raw: list[list[float]],
     rules: CaptionRules,
     end_limit_ms: int | None,
     last_onsets_ms: Sequence[float] | None = None,
+    first_onsets_ms: Sequence[float] | None = None,
 ) -> None:
     """Make cue times obey duration, gap and chaining rules, in place (milliseconds).
 
@@ -377,7 +385,10 @@ def _fix_timing(
     its last word, ``last_onsets_ms``), and only then past the next cue's start (which is
     pushed later, out of sync with its first word: the last resort); the end is capped at
     ``max_duration_s``; a following gap under the chaining threshold is closed to the minimum
-    gap.
+    gap. When the previous cue cannot end early enough (it is already at its minimum), it moves
+    earlier whole, into the cue before it (shortened as far as that one's floors allow), showing
+    at most :data:`MAX_LEAD_MS` before its first word (``first_onsets_ms``): a caption a moment
+    early reads fine, a late one is out of sync.
     """
     gap = rules.min_gap_ms
     lo_ms = math.ceil(rules.min_duration_s * 1000)
@@ -394,6 +405,21 @@ def _fix_timing(
             earlier = max(cue[0] - gap, floor)
             if earlier < prev_end:
                 raw[k - 1][1] = prev_end = earlier
+            short = prev_end + gap - cue[0]
+            if short > 0 and k >= 2 and last_onsets_ms is not None and first_onsets_ms:
+                prev, before = raw[k - 1], raw[k - 2]
+                before_floor = max(before[0] + lo_ms, last_onsets_ms[k - 2])
+                shift = min(
+                    short,
+                    prev[0] - (first_onsets_ms[k - 1] - MAX_LEAD_MS),  # how early it may show
+                    prev[1] - last_onsets_ms[k - 1],  # still on screen at its last word
+                    prev[0] - gap - before_floor,  # room once the cue before is shortened
+                )
+                if shift > 0:
+                    before[1] = min(before[1], prev[0] - shift - gap)
+                    prev[0] -= shift
+                    prev[1] -= shift
+                    prev_end = prev[1]
         cue[0] = max(cue[0], prev_end + gap)
         need = lo_ms - (cue[1] - cue[0])
         if need > 0:
@@ -469,7 +495,8 @@ def build_cues(
             pieces.append((ms, lines, tuple(part[i:j]), s.index, timed))
     limit = None if duration_s is None else math.floor(duration_s * 1000)
     last_onsets = [round(p[2][-1].start_s * 1000) for p in pieces]
-    _fix_timing([p[0] for p in pieces], rules, limit, last_onsets)
+    first_onsets = [round(p[2][0].start_s * 1000) for p in pieces]
+    _fix_timing([p[0] for p in pieces], rules, limit, last_onsets, first_onsets)
     cues = tuple(
         Cue(ms[0] / 1000, ms[1] / 1000, lines, ws, sentence, timed)
         for ms, lines, ws, sentence, timed in pieces

@@ -220,3 +220,27 @@ def test_overlapping_segments_keep_every_cue_on_its_first_word() -> None:
     for cue in track.cues:
         assert abs(cue.start_s - cue.words[0].start_s) <= 0.1, (cue.text, cue.start_s)
         assert cue.end_s >= cue.words[-1].start_s, cue.text
+
+
+def test_a_minimum_length_cue_moves_earlier_rather_than_delay_the_next(tmp_path: Path) -> None:
+    """A short sentence tail ("in the atmosphere.", already at the minimum duration) ends
+    after the next sentence starts (10.007 s, overlapping segments): it shows a little early,
+    taking room from the cue before it, so no cue is more than 100 ms off its first word —
+    the second `make demo` narration that failed `captions_in_sync` (a cue 114 ms late)."""
+    from avgen_dagster.media.captions import write_webvtt
+    from avgen_dagster.media.deliverable_checks import caption_sync_problems
+
+    stretch = [
+        ("of", 5.214, 5.295), ("a", 5.295, 5.353), ("process", 5.388, 5.817),
+        ("called", 5.887, 6.166), ("Rayleigh", 6.200, 6.537), ("scattering,", 6.560, 7.141),
+        ("where", 7.385, 7.559), ("light", 7.594, 7.768), ("encounters", 7.826, 8.418),
+        ("molecules", 8.476, 9.126), ("in", 9.207, 9.289), ("the", 9.289, 9.381),
+        ("atmosphere.", 9.474, 10.171), ("When", 10.007, 10.158), ("sunlight", 10.192, 10.552),
+        ("reaches", 10.587, 10.901), ("our", 10.924, 11.063), ("planet's", 11.133, 11.516),
+        ("atmosphere.", 11.562, 12.271),
+    ]  # fmt: skip
+    words = [WordTiming(w, a, b) for w, a, b in stretch]
+    rules = CaptionRules(max_chars_per_line=26)
+    track = build_cues(words, rules=rules)
+    assert_rules(track, words, rules)
+    assert caption_sync_problems(write_webvtt(track, tmp_path / "c.vtt"), words) == []
