@@ -46,22 +46,35 @@ class Upload:
     data: bytes
 
     @classmethod
-    def from_path(cls, path: Path | str) -> Upload:
-        """Read ``path``, refusing a missing file or one over every size limit before reading.
+    def from_path(
+        cls,
+        path: Path | str,
+        *,
+        kind: str = "portrait",
+        max_bytes: int = MAX_VIDEO_BYTES,
+        limit_text: str | None = None,
+    ) -> Upload:
+        """Read ``path``, refusing a missing file or one over ``max_bytes`` before reading.
+
+        Args:
+            kind: what the file is, for messages (``"portrait"``, ``"voice reference"``).
+            max_bytes: the largest file accepted, bytes (default: a portrait's largest kind,
+                a driving video).
+            limit_text: the limit as the message states it (default: a portrait's limits).
 
         Raises:
-            InvalidInputError: missing, not a regular file, or over :data:`MAX_VIDEO_BYTES`.
+            InvalidInputError: missing, not a regular file, or over ``max_bytes``.
         """
         path = Path(path)
         if not path.is_file():
-            raise InvalidInputError(f"portrait {str(path)!r} does not exist")
+            raise InvalidInputError(f"{kind} {str(path)!r} does not exist")
         size = path.stat().st_size
-        if size > MAX_VIDEO_BYTES:
-            raise InvalidInputError(
-                f"portrait {path.name!r} is {size / 1e6:.1f} MB; the limit is "
-                f"{MAX_PHOTO_BYTES / 1e6:.0f} MB for a photo, {MAX_VIDEO_BYTES / 1e6:.0f} MB "
-                "for a driving video"
+        if size > max_bytes:
+            limit_text = limit_text or (
+                f"the limit is {MAX_PHOTO_BYTES / 1e6:.0f} MB for a photo, "
+                f"{MAX_VIDEO_BYTES / 1e6:.0f} MB for a driving video"
             )
+            raise InvalidInputError(f"{kind} {path.name!r} is {size / 1e6:.1f} MB; {limit_text}")
         return cls(path.name, path.read_bytes())
 
 

@@ -191,13 +191,9 @@ def voice_reference_upload(path: Path | str) -> Upload:
     """
     from avgen_dagster.portraits import Upload
 
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"voice reference {str(path)!r} does not exist")
-    size = path.stat().st_size
-    if size > MAX_VOICE_REFERENCE_BYTES:
-        raise InvalidInputError(
-            f"voice reference {path.name!r} is {size / 1e6:.1f} MB; the limit is "
-            f"{MAX_VOICE_REFERENCE_BYTES / 1e6:.0f} MB"
-        )
-    return Upload(path.name, path.read_bytes())
+    return Upload.from_path(
+        path,
+        kind="voice reference",
+        max_bytes=MAX_VOICE_REFERENCE_BYTES,
+        limit_text=f"the limit is {MAX_VOICE_REFERENCE_BYTES / 1e6:.0f} MB",
+    )
