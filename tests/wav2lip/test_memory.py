@@ -64,12 +64,17 @@ def test_scan_keeps_compact_per_frame_arrays(driving_video: Path) -> None:
 
 _RSS_SCRIPT = textwrap.dedent(
     """
+    import ctypes
     import sys
     import numpy as np
     import torch
     from avgen_dagster.backends.wav2lip.inference import Wav2LipLipsync
 
     def rss_mb():
+        # Free heap pages go back to the system first: without this, what glibc happens to
+        # keep moves RSS by -31..+36 MB between identical runs (measured), hiding or faking
+        # a leak; live allocations (a cache of one primitive per shape) stay counted.
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("VmRSS"):
