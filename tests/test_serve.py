@@ -150,16 +150,13 @@ def test_serve_api_with_two_workers_answers_from_both(avgen_env: AvgenEnv) -> No
     import httpx
     import psutil
 
+    from avgen_dagster.store.api_keys import create_key
+    from avgen_dagster.store.requests import ensure_user
+
     bin_dir = Path(sys.executable).parent
-    subprocess.run(
-        [str(bin_dir / "avgen"), "user", "create", "two-workers"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    made = subprocess.run(
-        [str(bin_dir / "avgen"), "key", "create", "two-workers"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    key = made.stdout.strip().splitlines()[-1]
+    with AppDatabase(avgen_env.db_url).session() as s:
+        ensure_user(s, "two-workers")
+        key = create_key(s, "two-workers", "tests")[1]
     port = _free_port()
     server = subprocess.Popen(
         [str(bin_dir / "avgen"), "serve-api", "--port", str(port), "--workers", "2"],

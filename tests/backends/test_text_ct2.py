@@ -218,13 +218,14 @@ def test_smollm2_on_ctranslate2_writes_the_demo_narration(monkeypatch: pytest.Mo
         "Explain to a curious ten-year-old why the sky is blue during the day and turns red "
         "and orange at sunset."
     )
-    text = writer.write(prompt, max_words=160)
+    # 80 words (the demo asks 160) keeps the suite quick; the same decoding path either way.
+    text = writer.write(prompt, max_words=80)
     assert writer.last_runtime == "ctranslate2"
     words = text.split()
-    assert 60 <= len(words) <= 160, text
+    assert 30 <= len(words) <= 80, text
     assert re.search(r"[.!?][\"')]*$", text)
     assert {"sky", "blue", "sunset", "light"} & {w.lower().strip(".,!?") for w in words}
-    assert SmolLM2ScriptWriter(runtime="ctranslate2").write(prompt, max_words=160) == text
+    assert SmolLM2ScriptWriter(runtime="ctranslate2").write(prompt, max_words=80) == text
     clear_ct2_cache()
 
 
